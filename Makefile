@@ -1,0 +1,33 @@
+# Two commands do all the set-up: `make demo` and `make test`. Each creates .venv if missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch and torchvision first, pinned: on these machines the pair comes from local disk.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fersearch demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fersearch tests bench
+	$(VENV)/bin/ruff format --check fersearch tests bench
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format fersearch tests bench
+	$(VENV)/bin/ruff check --fix fersearch tests bench
+
+bench: $(STAMP)
+	$(PY) bench/demo_timing.py
+
+clean:
+	rm -rf $(VENV) .fersearch fersearch-demo

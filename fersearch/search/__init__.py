@@ -1,0 +1,1 @@
+"""Search: spaces, storage, studies and the worker loop."""

@@ -1,0 +1,47 @@
+"""Study creation as the CLI and the demo do it: validate everything first, then create."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from ..config import DataConfig
+from ..data import load_manifest
+from ..errors import InvalidArgument
+from .space import load_space
+from .storage import mask_url, resolve_url
+from .study import create_study, settings
+
+
+def create_from_cli(
+    study: str,
+    data: Path,
+    space_file: str,
+    storage: str | None,
+    n_trials: int | None,
+    data_format: str = "auto",
+    console: Console | None = None,
+):
+    if n_trials is not None and n_trials < 1:
+        raise InvalidArgument(f"--n-trials must be at least 1 (got {n_trials})")
+    space = load_space(space_file)
+    data_cfg = DataConfig(root=str(Path(data).expanduser().resolve()), format=data_format)
+    manifest = load_manifest(data_cfg)  # fail now on a bad dataset, before touching the study
+    data_cfg.format = manifest.format
+    created_study, created = create_study(study, space, data_cfg, n_trials, storage)
+    if console is not None:
+        where = mask_url(resolve_url(storage))
+        if created:
+            console.print(
+                f"created study [bold]{study}[/] in {where}: {manifest.format} data, "
+                f"{len(manifest.splits['train'])} train / {len(manifest.splits['val'])} val images, "
+                f"budget {n_trials or 'unlimited'} trials"
+            )
+        else:
+            existing = settings(created_study)
+            console.print(
+                f"joining existing study [bold]{study}[/] in {where} "
+                f"(its stored space and data are used; budget {existing.n_trials or 'unlimited'})"
+            )
+    return created_study

@@ -1,0 +1,219 @@
+"""Search spaces: YAML -> validated SearchSpace -> Optuna suggestions -> TrialConfig.
+
+A space file has ``fixed`` values, sampled ``params`` and the ``sampler``/``pruner`` settings::
+
+    fixed:  {epochs: 6, image_size: 64}
+    params:
+      lr:         {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      head:       {type: categorical, choices: [linear, mlp]}
+      head_hidden: {type: int, low: 64, high: 512, log: true, when: {head: mlp}}
+    sampler: {name: tpe, n_startup_trials: 4}
+    pruner:  {name: hyperband, min_resource: 1, reduction_factor: 3}
+
+Everything is checked at load, like Optuna's distributions: unknown keys, low > high, values a
+TrialConfig would reject and unknown backbones are errors naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..config import TUNABLE_KEYS, DataConfig, TrialConfig, build_config, describe_validation_error
+from ..errors import ConfigError, FersearchError, SearchSpaceError, one_of
+
+BUILTIN_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FloatParam(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    when: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_range(self.low, self.high, self.log, self.step)
+        return self
+
+
+class IntParam(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    when: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_range(self.low, self.high, self.log, self.step if self.step != 1 else None)
+        return self
+
+
+class CategoricalParam(_Strict):
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1)
+    when: dict[str, Any] | None = None
+
+
+Param = FloatParam | IntParam | CategoricalParam
+
+
+class SamplerSpec(_Strict):
+    name: Literal["tpe", "random"] = "tpe"
+    n_startup_trials: int = Field(5, ge=0)
+    multivariate: bool = True
+    seed: int | None = None
+
+
+class PrunerSpec(_Strict):
+    name: Literal["hyperband", "median", "none"] = "hyperband"
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+    n_startup_trials: int = Field(3, ge=0)  # median only
+    n_warmup_steps: int = Field(1, ge=0)  # median only
+
+
+class SearchSpace(_Strict):
+    description: str = ""
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Param] = Field(default_factory=dict)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+
+    @property
+    def max_epochs(self) -> int:
+        """The largest epoch budget any trial can get (Hyperband's max_resource)."""
+        spec = self.params.get("epochs")
+        if isinstance(spec, IntParam):
+            return spec.high
+        if isinstance(spec, CategoricalParam):
+            return max(int(c) for c in spec.choices)
+        return int(self.fixed.get("epochs", TrialConfig.model_fields["epochs"].default))
+
+
+def _check_range(low, high, log, step) -> None:
+    if low > high:
+        raise ValueError(f"low ({low}) > high ({high})")
+    if log and low <= 0:
+        raise ValueError(f"log scale needs low > 0 (got low={low})")
+    if log and step is not None:
+        raise ValueError("step and log cannot be used together")
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a space file. A bare name like 'demo' means search_spaces/demo.yaml."""
+    path = resolve_space_path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SearchSpaceError(f"{path}: expected a mapping with fixed/params/sampler/pruner")
+    return parse_space(raw, source=str(path))
+
+
+def resolve_space_path(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_file():
+        return p
+    builtin = BUILTIN_DIR / f"{p.name.removesuffix('.yaml')}.yaml"
+    if p.parent == Path(".") and builtin.is_file():
+        return builtin
+    names = sorted(f.stem for f in BUILTIN_DIR.glob("*.yaml"))
+    raise SearchSpaceError(
+        f"search space file {str(path)!r} not found; give a path to a YAML file or a built-in "
+        f"name ({', '.join(names)})"
+    )
+
+
+def parse_space(raw: dict, source: str = "<space>") -> SearchSpace:
+    try:
+        space = SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise SearchSpaceError(f"{source}: {describe_validation_error(exc)}") from None
+    _check_keys(space, source)
+    return space
+
+
+def _check_keys(space: SearchSpace, source: str) -> None:
+    from ..models import validate_backbone  # timm import is slow; only when validating
+
+    for section in ("fixed", "params"):
+        for key in getattr(space, section):
+            if key not in TUNABLE_KEYS:
+                raise SearchSpaceError(f"{source}: {section}.{key}: unknown key; {one_of(key, TUNABLE_KEYS)}")
+    both = set(space.fixed) & set(space.params)
+    if both:
+        raise SearchSpaceError(f"{source}: {sorted(both)} are both fixed and sampled; keep one")
+
+    dummy = {"data": {"root": "."}, **space.fixed}
+    _validate_values(dummy, source, "fixed")
+    for key, spec in space.params.items():
+        values = spec.choices if isinstance(spec, CategoricalParam) else [spec.low, spec.high]
+        for value in values:
+            _validate_values({**dummy, key: value}, source, f"params.{key}")
+        if spec.when:
+            for cond_key, cond_val in spec.when.items():
+                parent = space.params.get(cond_key)
+                if not isinstance(parent, CategoricalParam):
+                    raise SearchSpaceError(
+                        f"{source}: params.{key}.when: {cond_key!r} must be a categorical "
+                        f"parameter defined in params"
+                    )
+                wanted = cond_val if isinstance(cond_val, list) else [cond_val]
+                bad = [v for v in wanted if v not in parent.choices]
+                if bad:
+                    raise SearchSpaceError(
+                        f"{source}: params.{key}.when.{cond_key}: {one_of(bad[0], parent.choices)}"
+                    )
+    backbones = []
+    if "backbone" in space.fixed:
+        backbones.append(space.fixed["backbone"])
+    if isinstance(space.params.get("backbone"), CategoricalParam):
+        backbones.extend(space.params["backbone"].choices)
+    for name in backbones:
+        try:
+            validate_backbone(str(name))
+        except FersearchError as exc:
+            raise SearchSpaceError(f"{source}: backbone: {exc}") from None
+
+
+def _validate_values(values: dict, source: str, where: str) -> None:
+    try:
+        build_config(values)
+    except ConfigError as exc:
+        raise SearchSpaceError(f"{source}: {where}: {exc}") from None
+
+
+def sample_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """Ask the trial for every active parameter, in file order (conditions see earlier ones)."""
+    params: dict[str, Any] = {}
+    for key, spec in space.params.items():
+        if spec.when and not all(
+            params.get(k) in (v if isinstance(v, list) else [v]) for k, v in spec.when.items()
+        ):
+            continue
+        if isinstance(spec, FloatParam):
+            params[key] = trial.suggest_float(key, spec.low, spec.high, log=spec.log, step=spec.step)
+        elif isinstance(spec, IntParam):
+            params[key] = trial.suggest_int(key, spec.low, spec.high, log=spec.log, step=spec.step)
+        else:
+            params[key] = trial.suggest_categorical(key, spec.choices)
+    return params
+
+
+def resolve_config(space: SearchSpace, params: dict[str, Any], data: DataConfig, seed: int) -> TrialConfig:
+    values = {"seed": seed, **space.fixed, **params, "data": data.model_dump()}
+    return build_config(values)

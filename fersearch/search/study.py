@@ -1,0 +1,131 @@
+"""Create and load fersearch studies; rebuild their sampler and pruner in every process.
+
+Optuna does not persist samplers or pruners, so everything a worker needs is stored on the study
+as user attributes at creation (the validated space, the data settings, the trial budget) and
+every worker rebuilds the same sampler and pruner from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from .. import __version__
+from ..config import DataConfig
+from ..errors import StorageError, StudyNotFound
+from .space import SearchSpace, parse_space
+from .storage import mask_url, open_storage, resolve_url
+
+SPACE_ATTR = "fersearch:space"
+DATA_ATTR = "fersearch:data"
+BUDGET_ATTR = "fersearch:n_trials"
+VERSION_ATTR = "fersearch:version"
+SURPLUS_ATTR = "fersearch:surplus"
+
+
+@dataclass
+class StudySettings:
+    space: SearchSpace
+    data: DataConfig
+    n_trials: int | None
+
+
+def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    spec = space.sampler
+    if spec.name == "random":
+        return optuna.samplers.RandomSampler(seed=spec.seed)
+    # constant_liar keeps parallel workers from proposing the same point while trials run.
+    return optuna.samplers.TPESampler(
+        n_startup_trials=spec.n_startup_trials,
+        multivariate=spec.multivariate,
+        seed=spec.seed,
+        constant_liar=True,
+    )
+
+
+def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
+    spec = space.pruner
+    if spec.name == "none":
+        return optuna.pruners.NopPruner()
+    if spec.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
+        )
+    # The resource is the epoch: trials report after each epoch, steps 1..max_epochs.
+    return optuna.pruners.HyperbandPruner(
+        min_resource=spec.min_resource,
+        max_resource=space.max_epochs,
+        reduction_factor=spec.reduction_factor,
+    )
+
+
+def study_names(storage) -> list[str]:
+    return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage))
+
+
+def create_study(
+    name: str,
+    space: SearchSpace,
+    data: DataConfig,
+    n_trials: int | None,
+    storage_url: str | None = None,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it if it exists. Returns (study, created)."""
+    storage = open_storage(storage_url)
+    if name in study_names(storage):
+        return load_study(name, storage_url, storage=storage), False
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=make_sampler(space),
+            pruner=make_pruner(space),
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        # Another process created it between our check and our create: join it.
+        return load_study(name, storage_url, storage=storage), False
+    study.set_user_attr(SPACE_ATTR, space.model_dump(mode="json"))
+    study.set_user_attr(DATA_ATTR, data.model_dump(mode="json"))
+    study.set_user_attr(BUDGET_ATTR, n_trials)
+    study.set_user_attr(VERSION_ATTR, __version__)
+    return study, True
+
+
+def load_study(name: str, storage_url: str | None = None, storage=None) -> optuna.Study:
+    storage = storage or open_storage(storage_url)
+    names = study_names(storage)
+    if name not in names:
+        where = mask_url(resolve_url(storage_url))
+        raise StudyNotFound(
+            f"no study named {name!r} in {where}; existing studies: "
+            f"{', '.join(names) or 'none'}. Create it with `fersearch search --study {name} "
+            f"--data DIR`"
+        )
+    attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
+    if SPACE_ATTR not in attrs:
+        raise StorageError(f"study {name!r} was not created by fersearch (it has no stored search space)")
+    space = parse_space(attrs[SPACE_ATTR], source=f"study {name!r}")
+    return optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(space), pruner=make_pruner(space)
+    )
+
+
+def settings(study: optuna.Study) -> StudySettings:
+    attrs = study.user_attrs
+    return StudySettings(
+        space=parse_space(attrs[SPACE_ATTR], source=f"study {study.study_name!r}"),
+        data=DataConfig.model_validate(attrs[DATA_ATTR]),
+        n_trials=attrs.get(BUDGET_ATTR),
+    )
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that use up the budget: started ones, minus surplus ones ended unrun."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state != TrialState.WAITING and not t.user_attrs.get(SURPLUS_ATTR)
+    ]

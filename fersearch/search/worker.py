@@ -1,0 +1,185 @@
+"""The worker: ask the study for a trial, train it, report validation UAR every epoch.
+
+Any number of workers, in this process or others, on this host or others, share one study. The
+study-wide trial budget stored at creation decides when every worker stops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..data import load_manifest
+from ..data.decode import decode_split
+from ..models import preprocess_for
+from ..train import TrainingDiverged, fit
+from ..version import code_version
+from .space import resolve_config, sample_params
+from .study import SURPLUS_ATTR, StudySettings, counted_trials, load_study, settings
+
+
+class _Surplus(Exception):
+    """Another worker started the last budgeted trial first; this one ends unrun."""
+
+
+@dataclass
+class WorkerSummary:
+    finished: dict[str, int] = field(default_factory=dict)  # state name -> count, this worker
+
+    @property
+    def total(self) -> int:
+        return sum(self.finished.values())
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    )
+
+
+class Objective:
+    """One callable per worker; keeps the decoded dataset across trials."""
+
+    def __init__(self, study: optuna.Study, cfg: StudySettings, progress: Progress):
+        self.study = study
+        self.cfg = cfg
+        self.progress = progress
+        self.manifest = load_manifest(cfg.data)
+
+    def _is_surplus(self, trial: optuna.Trial) -> bool:
+        if self.cfg.n_trials is None:
+            return False
+        mine = trial.number
+        started = [t for t in counted_trials(self.study) if t.number != mine]
+        me = self.study._storage.get_trial(trial._trial_id)
+        earlier = [t for t in started if (t.datetime_start, t.number) < (me.datetime_start, mine)]
+        return len(earlier) >= self.cfg.n_trials
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if self._is_surplus(trial):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise _Surplus()
+        t0 = time.perf_counter()
+        params = sample_params(trial, self.cfg.space)
+        config = resolve_config(self.cfg.space, params, self.cfg.data, seed=trial.number)
+        trial.set_user_attr("config", config.to_json_dict())
+        trial.set_user_attr("seed", config.seed)
+        trial.set_user_attr("code_version", code_version())
+
+        size = preprocess_for(config)["image_size"]
+        decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
+        upd = lambda done, total: self.progress.update(decode_task, completed=done, total=total)  # noqa: E731
+        train = decode_split(self.manifest, "train", size, upd)
+        val = decode_split(self.manifest, "val", size, upd)
+        self.progress.remove_task(decode_task)
+
+        uar_hist: list[float] = []
+        war_hist: list[float] = []
+        task = self.progress.add_task(
+            f"trial {trial.number} epoch 1/{config.epochs}", total=None, info=_short(params)
+        )
+
+        def on_batch(done: int, total: int) -> None:
+            self.progress.update(task, completed=done, total=total)
+
+        def on_epoch(rec: dict) -> None:
+            step = rec["epoch"] + 1  # epochs completed: Hyperband's resource unit
+            uar_hist.append(round(rec["uar"], 5))
+            war_hist.append(round(rec["war"], 5))
+            trial.set_user_attr("uar_per_epoch", uar_hist)
+            trial.set_user_attr("war_per_epoch", war_hist)
+            trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+            trial.report(rec["uar"], step)
+            self.progress.update(
+                task,
+                description=f"trial {trial.number} epoch {min(step + 1, config.epochs)}/{config.epochs}",
+                info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
+            )
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", step)
+                raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
+
+        try:
+            result = fit(config, train, val, self.manifest.num_classes, on_epoch, on_batch)
+        except TrainingDiverged as exc:
+            trial.set_user_attr("pruned_reason", str(exc))
+            raise optuna.TrialPruned(str(exc)) from None
+        finally:
+            self.progress.remove_task(task)
+        trial.set_user_attr("best_epoch", result.best_epoch + 1)
+        trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+        return result.best_uar
+
+
+def _short(params: dict) -> str:
+    parts = []
+    for k, v in params.items():
+        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+def run_worker(
+    study_name: str,
+    storage_url: str | None = None,
+    timeout: float | None = None,
+    console: Console | None = None,
+) -> WorkerSummary:
+    """Run trials until the study's budget is used up (or ``timeout`` seconds have passed)."""
+    console = console or Console(stderr=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(study_name, storage_url)
+    cfg = settings(study)
+    summary = WorkerSummary()
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def budget_left() -> bool:
+        return cfg.n_trials is None or len(counted_trials(study)) < cfg.n_trials
+
+    with _progress(console) as progress:
+        objective = Objective(study, cfg, progress)
+        trials_task = progress.add_task(
+            f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
+        )
+        while budget_left() and (deadline is None or time.monotonic() < deadline):
+            finished: list[optuna.trial.FrozenTrial] = []
+            study.optimize(
+                objective,
+                n_trials=1,
+                catch=(_Surplus, RuntimeError),
+                callbacks=[lambda s, t: finished.append(t)],
+            )
+            last = finished[-1]
+            if last.user_attrs.get(SURPLUS_ATTR):
+                break
+            state = last.state.name.lower()
+            summary.finished[state] = summary.finished.get(state, 0) + 1
+            progress.console.print(_describe(last, study))
+            progress.update(trials_task, completed=len(counted_trials(study)))
+    return summary
+
+
+def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
+    try:
+        best = study.best_trial
+        best_txt = f"best {best.value:.4f} (trial {best.number})"
+    except ValueError:
+        best_txt = "no complete trial yet"
+    if t.state == TrialState.COMPLETE:
+        return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
+    if t.state == TrialState.PRUNED:
+        epoch = t.user_attrs.get("pruned_at_epoch", "?")
+        reason = t.user_attrs.get("pruned_reason", "")
+        return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
+    reason = t.system_attrs.get("fail_reason", "")
+    return f"trial {t.number:3d} [red]{t.state.name.lower()}[/] {reason}  {best_txt}"

@@ -1,0 +1,135 @@
+"""The whole loop on real components: synthetic RAF-DB tree -> study -> workers -> finalize.
+
+Run on the embedded journal store and on a real PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from fersearch.cli import main
+from fersearch.finalize.export import load_ensemble
+from fersearch.metrics import summarize
+
+REPORT_FILES = [
+    "report.json",
+    "report.md",
+    "confusion_matrix.png",
+    "predictions.npz",
+    "ensemble/manifest.json",
+]
+
+
+def _run_search_and_finalize(tmp_path: Path, data: Path, space: Path, storage: str, n_trials: int):
+    rc = main(
+        [
+            "search",
+            "--study",
+            "e2e",
+            "--data",
+            str(data),
+            "--space",
+            str(space),
+            "--storage",
+            storage,
+            "--n-trials",
+            str(n_trials),
+        ]
+    )
+    assert rc == 0
+    study = optuna.load_study(study_name="e2e", storage=_storage(storage))
+    trials = study.get_trials()
+    states = [t.state for t in trials]
+    assert len(trials) == n_trials
+    assert TrialState.COMPLETE in states
+    assert TrialState.PRUNED in states, "a run sized to prune should prune at least one trial"
+    assert TrialState.RUNNING not in states and TrialState.FAIL not in states
+    for t in trials:
+        assert t.user_attrs["config"]["backbone"] == "test_resnet"
+        assert t.user_attrs["seed"] == t.user_attrs["config"]["seed"]
+        assert t.user_attrs["code_version"]
+        assert len(t.user_attrs["uar_per_epoch"]) == len(t.intermediate_values)
+        assert t.user_attrs["wall_seconds"] > 0
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["best_epoch"] >= 1
+            assert t.value == pytest.approx(max(t.user_attrs["uar_per_epoch"]), abs=1e-4)
+
+    out = tmp_path / "final"
+    assert main(["finalize", "--study", "e2e", "--top", "2", "--out", str(out), "--storage", storage]) == 0
+    for name in REPORT_FILES:
+        assert (out / name).is_file(), name
+    return study, out
+
+
+def _storage(url: str):
+    from fersearch.search.storage import open_storage
+
+    return open_storage(url)
+
+
+def _check_report(out: Path):
+    report = json.loads((out / "report.json").read_text())
+    pred = np.load(out / "predictions.npz", allow_pickle=False)
+    n_cls = len(report["class_names"])
+    for split, key in (("val", "validation"), ("test", "test")):
+        recomputed = summarize(pred[f"{split}_labels"], pred[f"{split}_probs"].argmax(1), n_cls)
+        for metric in ("uar", "war", "macro_f1"):
+            assert report[key][metric] == pytest.approx(recomputed[metric])
+        assert report[key]["confusion_matrix"] == recomputed["confusion_matrix"]
+    # the ensemble mean is the mean of its members
+    np.testing.assert_allclose(pred["test_probs"], pred["member_test_probs"].mean(0), rtol=1e-5)
+    assert len(report["members"]) == pred["member_test_probs"].shape[0] == 2
+    md = (out / "report.md").read_text()
+    assert f"{report['test']['uar']:.4f}" in md
+
+    # the exported ensemble reloads (safetensors + JSON) and predicts what finalize saved
+    from fersearch.config import DataConfig
+    from fersearch.data import load_manifest
+    from fersearch.data.decode import decode_split
+
+    ens = load_ensemble(out / "ensemble")
+    manifest = load_manifest(DataConfig(**report["data"]))
+    probs = ens.predict_probs(lambda size: decode_split(manifest, "test", size).images)
+    np.testing.assert_allclose(probs, pred["test_probs"], atol=1e-5)
+
+
+def test_search_and_finalize_embedded(tmp_path, tiny_data, tiny_space, journal_url):
+    _, out = _run_search_and_finalize(tmp_path, tiny_data, tiny_space, journal_url, n_trials=8)
+    _check_report(out)
+
+
+@pytest.mark.postgres
+def test_search_and_finalize_postgres(tmp_path, tiny_data, tiny_space, pg_url):
+    _, out = _run_search_and_finalize(tmp_path, tiny_data, tiny_space, pg_url, n_trials=8)
+    _check_report(out)
+
+
+def test_two_worker_processes_share_one_embedded_study(tmp_path, tiny_data, tiny_space, journal_url):
+    from fersearch.search.api import create_from_cli
+
+    create_from_cli("shared", tiny_data, str(tiny_space), journal_url, n_trials=6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fersearch.cli", "worker", "--study", "shared", "--storage", journal_url]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr and "LockError" not in stderr
+    study = optuna.load_study(study_name="shared", storage=_storage(journal_url))
+    counted = [t for t in study.get_trials() if not t.user_attrs.get("fersearch:surplus")]
+    assert len(counted) == 6
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    # both processes did work
+    assert all("trial" in stderr for _, stderr in outputs)

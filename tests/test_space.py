@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import optuna
+import pytest
+
+from fersearch.config import DataConfig
+from fersearch.errors import SearchSpaceError
+from fersearch.search.space import BUILTIN_DIR, load_space, parse_space, resolve_config, sample_params
+
+GOOD = {
+    "fixed": {"epochs": 3, "image_size": 32},
+    "params": {
+        "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "head": {"type": "categorical", "choices": ["linear", "mlp"]},
+        "head_hidden": {"type": "int", "low": 16, "high": 64, "when": {"head": "mlp"}},
+        "backbone": {"type": "categorical", "choices": ["test_resnet"]},
+    },
+}
+
+
+@pytest.mark.parametrize("path", sorted(BUILTIN_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_builtin_spaces_load(path: Path):
+    space = load_space(path)
+    assert space.params
+
+
+def test_builtin_name_resolves():
+    assert load_space("demo").fixed["image_size"] == 64
+
+
+def _err(raw) -> str:
+    with pytest.raises(SearchSpaceError) as info:
+        parse_space(raw, source="space.yaml")
+    return str(info.value)
+
+
+def test_unknown_key_names_file_key_and_valid_keys():
+    msg = _err({"params": {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-2}}})
+    assert "space.yaml" in msg and "learning_rate" in msg and "lr" in msg
+
+
+def test_unknown_top_level_key():
+    msg = _err({**GOOD, "prunr": {}})
+    assert "unknown key 'prunr'" in msg
+
+
+def test_low_greater_than_high():
+    msg = _err({"params": {"lr": {"type": "float", "low": 0.1, "high": 0.01}}})
+    assert "low (0.1) > high (0.01)" in msg and "params.lr" in msg
+
+
+def test_value_outside_config_range():
+    msg = _err({"params": {"dropout": {"type": "float", "low": 0.0, "high": 1.5}}})
+    assert "params.dropout" in msg and "dropout" in msg
+
+
+def test_unknown_backbone_lists_close_names():
+    msg = _err({"params": {"backbone": {"type": "categorical", "choices": ["resnet181"]}}})
+    assert "resnet181" in msg and "resnet18" in msg
+
+
+def test_condition_must_name_a_categorical_choice():
+    raw = {
+        "params": {
+            **GOOD["params"],
+            "head_hidden": {**GOOD["params"]["head_hidden"], "when": {"head": "lstm"}},
+        }
+    }
+    msg = _err(raw)
+    assert "lstm" in msg and "linear" in msg
+
+
+def test_fixed_and_sampled_twice():
+    msg = _err({"fixed": {"lr": 0.1}, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}})
+    assert "both fixed and sampled" in msg
+
+
+def test_conditional_sampling_and_resolution():
+    space = parse_space(GOOD)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen_heads = set()
+    for _ in range(12):
+        trial = study.ask()
+        params = sample_params(trial, space)
+        seen_heads.add(params["head"])
+        assert ("head_hidden" in params) == (params["head"] == "mlp")
+        config = resolve_config(space, params, DataConfig(root="/data"), seed=trial.number)
+        assert config.epochs == 3 and config.image_size == 32 and config.seed == trial.number
+        study.tell(trial, 0.5)
+    assert seen_heads == {"linear", "mlp"}
+
+
+def test_max_epochs_from_fixed_or_sampled():
+    assert parse_space(GOOD).max_epochs == 3
+    raw = {"params": {"epochs": {"type": "int", "low": 2, "high": 9}}}
+    assert parse_space(raw).max_epochs == 9

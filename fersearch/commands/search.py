@@ -35,8 +35,16 @@ def worker(
     study: StudyOpt,
     storage: StorageOpt = None,
     timeout: Annotated[float | None, typer.Option(help="Stop after S seconds.")] = None,
+    gpu: Annotated[
+        str | None,
+        typer.Option(help="CUDA device index, or auto: the first GPU no other worker here holds."),
+    ] = None,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(help="Artifact store directory or s3://bucket (default $FERSEARCH_ARTIFACTS)."),
+    ] = None,
 ) -> None:
     """Join an existing study and run trials until its budget is used up."""
     from ..search.worker import run_worker
 
-    run_worker(study, storage, timeout=timeout, console=err)
+    run_worker(study, storage, timeout=timeout, console=err, gpu=gpu, artifacts=artifacts)

@@ -82,7 +82,9 @@ def render_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_confusion(cm: list[list[int]], class_names: list[str], path: Path) -> None:
+def plot_confusion(
+    cm: list[list[int]], class_names: list[str], path: Path, title: str = "test confusion matrix"
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: write the file only
@@ -108,7 +110,7 @@ def plot_confusion(cm: list[list[int]], class_names: list[str], path: Path) -> N
                 color="white" if norm[i, j] > 0.5 else "black",
             )
     fig.colorbar(im, ax=ax, fraction=0.046, label="recall share of true class")
-    ax.set_title("test confusion matrix (counts and row-normalised)")
+    ax.set_title(f"{title} (counts and row-normalised)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -38,10 +38,21 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
+# A worker proves it is alive every HEARTBEAT_S; a trial silent for GRACE_S is failed and
+# re-queued with the same parameters (RDB storages only: Optuna's journal has no heartbeat).
+HEARTBEAT_S = int(os.environ.get("FERSEARCH_HEARTBEAT_INTERVAL", "20"))
+GRACE_S = int(os.environ.get("FERSEARCH_GRACE_PERIOD", "60"))
+MAX_RETRY = 3
+
+
+def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
+    """Open the storage a URL names. ``heartbeat=True`` is for workers: trials of a killed
+    worker are then retried (and resume from their checkpoint) instead of staying RUNNING."""
     url = resolve_url(url)
     if url.startswith("journal:"):
         return _open_journal(Path(url.removeprefix("journal:")))
+    if url.startswith("grpc://"):
+        return _open_grpc(url)
     if url.startswith("sqlite"):
         engine_kwargs: dict = {"connect_args": {"timeout": 60}}
     else:
@@ -52,8 +63,17 @@ def open_storage(url: str | None = None) -> optuna.storages.BaseStorage:
         }
         if url.startswith("postgresql"):
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    beat = {}
+    if heartbeat:
+        beat = {
+            "heartbeat_interval": HEARTBEAT_S,
+            "grace_period": GRACE_S,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRY, inherit_intermediate_values=True
+            ),
+        }
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=False)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
     except Exception as exc:  # sqlalchemy raises OperationalError, ArgumentError, ImportError...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
@@ -75,3 +95,16 @@ def _open_journal(path: Path) -> JournalStorage:
             f"--storage with a writable path or a database URL"
         ) from None
     return JournalStorage(backend)
+
+
+def _open_grpc(url: str) -> optuna.storages.BaseStorage:
+    """grpc://host:port: a `fersearch storage-proxy` in front of the database."""
+    hostport = url.removeprefix("grpc://").rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise StorageError(f"storage URL {url!r} must look like grpc://HOST:PORT")
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError:
+        raise StorageError("grpc:// storage needs grpcio: `pip install grpcio protobuf`") from None
+    return GrpcStorageProxy(host=host, port=int(port))

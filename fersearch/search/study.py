@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import optuna
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from .. import __version__
@@ -94,8 +95,10 @@ def create_study(
     return study, True
 
 
-def load_study(name: str, storage_url: str | None = None, storage=None) -> optuna.Study:
-    storage = storage or open_storage(storage_url)
+def load_study(
+    name: str, storage_url: str | None = None, storage=None, heartbeat: bool = False
+) -> optuna.Study:
+    storage = storage or open_storage(storage_url, heartbeat=heartbeat)
     names = study_names(storage)
     if name not in names:
         where = mask_url(resolve_url(storage_url))
@@ -123,9 +126,29 @@ def settings(study: optuna.Study) -> StudySettings:
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that use up the budget: started ones, minus surplus ones ended unrun."""
+    """Trials that use up the budget: started ones, minus surplus ones ended unrun and failed
+    ones that were re-queued (their retry counts instead)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     return [
         t
-        for t in study.get_trials(deepcopy=False)
-        if t.state != TrialState.WAITING and not t.user_attrs.get(SURPLUS_ATTR)
+        for t in trials
+        if t.state != TrialState.WAITING
+        and not t.user_attrs.get(SURPLUS_ATTR)
+        and not (t.state == TrialState.FAIL and t.number in retried)
     ]
+
+
+def has_waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def sweep_stale_trials(study: optuna.Study) -> None:
+    """Fail (and, with the retry callback, re-queue) trials whose worker stopped beating.
+
+    Optuna only does this when a worker asks for a new trial, so a study whose last workers
+    finished would otherwise show a dead worker's trial as RUNNING forever.
+    """
+    storage = study._storage
+    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
+        optuna.storages.fail_stale_trials(study)

@@ -6,10 +6,18 @@ study-wide trial budget stored at creation decides when every worker stops.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import signal
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,8 +27,19 @@ from ..data.decode import decode_split
 from ..models import preprocess_for
 from ..train import TrainingDiverged, fit
 from ..version import code_version
+from .artifacts import open_artifact_store
+from .devices import choose_device
 from .space import resolve_config, sample_params
-from .study import SURPLUS_ATTR, StudySettings, counted_trials, load_study, settings
+from .storage import MAX_RETRY
+from .study import (
+    SURPLUS_ATTR,
+    StudySettings,
+    counted_trials,
+    has_waiting,
+    load_study,
+    settings,
+    sweep_stale_trials,
+)
 
 
 class _Surplus(Exception):
@@ -51,28 +70,35 @@ def _progress(console: Console) -> Progress:
 class Objective:
     """One callable per worker; keeps the decoded dataset across trials."""
 
-    def __init__(self, study: optuna.Study, cfg: StudySettings, progress: Progress):
+    def __init__(self, study: optuna.Study, cfg: StudySettings, progress: Progress, device: str, artifacts):
         self.study = study
         self.cfg = cfg
         self.progress = progress
+        self.device = device
+        self.artifacts = artifacts  # an optuna artifact store, or None to skip uploads
         self.manifest = load_manifest(cfg.data)
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
         if self.cfg.n_trials is None:
             return False
+        me = self.study._storage.get_trial(trial._trial_id)
+        if "failed_trial" in me.system_attrs:
+            return False  # a retry of a dead worker's trial is within the budget already
         mine = trial.number
         started = [t for t in counted_trials(self.study) if t.number != mine]
-        me = self.study._storage.get_trial(trial._trial_id)
         earlier = [t for t in started if (t.datetime_start, t.number) < (me.datetime_start, mine)]
         return len(earlier) >= self.cfg.n_trials
 
     def __call__(self, trial: optuna.Trial) -> float:
+        self.current = trial.number
         if self._is_surplus(trial):
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise _Surplus()
         t0 = time.perf_counter()
         params = sample_params(trial, self.cfg.space)
         config = resolve_config(self.cfg.space, params, self.cfg.data, seed=trial.number)
+        if self.device != "auto":
+            config = config.model_copy(update={"device": self.device})
         trial.set_user_attr("config", config.to_json_dict())
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("code_version", code_version())
@@ -119,7 +145,27 @@ class Objective:
             self.progress.remove_task(task)
         trial.set_user_attr("best_epoch", result.best_epoch + 1)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+        if self.artifacts is not None:
+            self._upload_artifacts(trial, result, val.labels)
         return result.best_uar
+
+    def _upload_artifacts(self, trial: optuna.Trial, result, val_labels) -> None:
+        """Best checkpoint, validation confusion matrix and per-class recall, for the dashboard."""
+        from safetensors.torch import save_file
+
+        from ..metrics import summarize
+        from .artifacts import plot_trial_figures, upload_trial_files
+
+        m = summarize(val_labels, result.best_val_probs.argmax(1), self.manifest.num_classes)
+        with tempfile.TemporaryDirectory(prefix="fersearch-artifacts-") as tmp:
+            files = plot_trial_figures(
+                m["confusion_matrix"], list(self.manifest.class_names), m["per_class"]["recall"], Path(tmp)
+            )
+            ckpt = Path(tmp) / "best.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+            save_file(state, str(ckpt), metadata={"config": json.dumps(trial.user_attrs["config"])})
+            files["best.safetensors"] = ckpt
+            upload_trial_files(self.artifacts, trial, files)
 
 
 def _short(params: dict) -> str:
@@ -134,31 +180,66 @@ def run_worker(
     storage_url: str | None = None,
     timeout: float | None = None,
     console: Console | None = None,
+    gpu: str | None = None,
+    artifacts: str | None = None,
+    upload_artifacts: bool = True,
 ) -> WorkerSummary:
-    """Run trials until the study's budget is used up (or ``timeout`` seconds have passed)."""
+    """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
+
+    ``gpu``: a CUDA device index, ``auto`` (the first GPU no other worker on this host holds),
+    or None (CUDA if present, else CPU).
+    """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = load_study(study_name, storage_url)
+    device, gpu_lock = choose_device(gpu)
+    study = load_study(study_name, storage_url, heartbeat=True)
     cfg = settings(study)
     summary = WorkerSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
 
     def budget_left() -> bool:
-        return cfg.n_trials is None or len(counted_trials(study)) < cfg.n_trials
+        if cfg.n_trials is None or has_waiting(study):
+            return True
+        return len(counted_trials(study)) < cfg.n_trials
 
-    with _progress(console) as progress:
-        objective = Objective(study, cfg, progress)
+    store = open_artifact_store(artifacts) if upload_artifacts else None
+    with _progress(console) as progress, gpu_lock:
+        objective = Objective(study, cfg, progress, device, store)
         trials_task = progress.add_task(
             f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
         )
+        db_errors = 0
         while budget_left() and (deadline is None or time.monotonic() < deadline):
             finished: list[optuna.trial.FrozenTrial] = []
-            study.optimize(
-                objective,
-                n_trials=1,
-                catch=(_Surplus, RuntimeError),
-                callbacks=[lambda s, t: finished.append(t)],
-            )
+            objective.current = None
+            try:
+                with _sigterm_as_interrupt():
+                    study.optimize(
+                        objective,
+                        n_trials=1,
+                        catch=(_Surplus, RuntimeError),
+                        callbacks=[lambda s, t: finished.append(t)],
+                    )
+            except KeyboardInterrupt:
+                # Optuna marked the trial FAIL; queue it again so it resumes elsewhere or later.
+                _requeue(study, objective.current)
+                progress.console.print(
+                    f"[yellow]interrupted[/]: trial {objective.current} re-queued; exiting"
+                )
+                raise
+            except sqlalchemy.exc.DBAPIError as exc:
+                # A dropped connection (database restart, pg_terminate_backend): the pool
+                # pre-pings and reconnects on the next call; re-queue the trial that was hit.
+                db_errors += 1
+                if db_errors > MAX_DB_ERRORS:
+                    raise
+                progress.console.print(
+                    f"[yellow]database error[/] ({type(exc.orig).__name__}); retrying "
+                    f"({db_errors}/{MAX_DB_ERRORS})"
+                )
+                time.sleep(min(30.0, 2.0**db_errors))
+                _requeue(study, objective.current)
+                continue
             last = finished[-1]
             if last.user_attrs.get(SURPLUS_ATTR):
                 break
@@ -166,7 +247,45 @@ def run_worker(
             summary.finished[state] = summary.finished.get(state, 0) + 1
             progress.console.print(_describe(last, study))
             progress.update(trials_task, completed=len(counted_trials(study)))
+        sweep_stale_trials(study)
     return summary
+
+
+MAX_DB_ERRORS = 5
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (docker stop, Kubernetes eviction) takes the same clean path as Ctrl+C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _requeue(study: optuna.Study, number: int | None) -> None:
+    """Queue a FAIL'd trial again with the same parameters (as the heartbeat retry does)."""
+    if number is None:
+        return
+    try:
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        if frozen.state == TrialState.RUNNING:
+            study._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
+            frozen = study._storage.get_trial(frozen._trial_id)
+        if frozen.state == TrialState.FAIL:
+            optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_RETRY, inherit_intermediate_values=True
+            )(study, frozen)
+    except Exception as exc:  # never let the bookkeeping hide the original error
+        logging.getLogger(__name__).warning("could not re-queue trial %s: %s", number, exc)
 
 
 def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:

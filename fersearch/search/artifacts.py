@@ -1,0 +1,82 @@
+"""Per-trial files the dashboard shows (checkpoint, confusion matrix, per-class recall).
+
+Stored through ``optuna.artifacts``: a filesystem store on a shared volume by default
+(``$FERSEARCH_ARTIFACTS``, else ``./.fersearch/artifacts``), S3 when given ``s3://bucket/prefix``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from ..errors import InvalidArgument
+
+ENV_VAR = "FERSEARCH_ARTIFACTS"
+DEFAULT_DIR = Path(".fersearch") / "artifacts"
+
+
+def artifact_location(spec: str | None = None) -> str:
+    return spec or os.environ.get(ENV_VAR) or str(DEFAULT_DIR)
+
+
+def open_artifact_store(spec: str | None = None):
+    where = artifact_location(spec)
+    if where.startswith("s3://"):
+        try:
+            import boto3
+            from optuna.artifacts import Boto3ArtifactStore
+        except ImportError:
+            raise InvalidArgument(
+                f"artifact store {where!r} needs boto3: `pip install boto3`, or use a directory"
+            ) from None
+        bucket = where.removeprefix("s3://").split("/", 1)[0]
+        return Boto3ArtifactStore(bucket, client=boto3.client("s3"))
+    path = Path(where)
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def upload_trial_files(store, trial: optuna.Trial, files: dict[str, Path]) -> dict[str, str]:
+    """Upload each file; returns name -> artifact id (also stored as user attrs for lookup)."""
+    ids = {}
+    for name, path in files.items():
+        mimetype = "image/png" if path.suffix == ".png" else "application/octet-stream"
+        ids[name] = upload_artifact(
+            artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+        )
+        trial.set_user_attr(f"artifact:{name}", ids[name])
+    return ids
+
+
+def plot_trial_figures(
+    confusion: list[list[int]], class_names: list[str], recall: list[float], out_dir: Path
+) -> dict[str, Path]:
+    """Confusion-matrix and per-class-recall PNGs for one trial's best validation epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..finalize.report import plot_confusion
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cm_path = out_dir / "confusion_matrix.png"
+    plot_confusion(confusion, class_names, cm_path, title="validation confusion matrix")
+
+    recall_path = out_dir / "per_class_recall.png"
+    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(class_names), 3.2))
+    values = np.nan_to_num(np.asarray(recall, dtype=float))
+    ax.bar(range(len(class_names)), values, color="#3b7dd8")
+    ax.axhline(float(np.mean(values)), color="black", linestyle="--", linewidth=1, label="UAR")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("validation recall")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(recall_path, dpi=100)
+    plt.close(fig)
+    return {"confusion_matrix.png": cm_path, "per_class_recall.png": recall_path}

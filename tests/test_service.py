@@ -1,0 +1,318 @@
+"""The service on real components: docker-compose.yml parsed by docker-compose, its services'
+commands run as local processes against the local PostgreSQL, workers killed and interrupted,
+database connections cut, and the dashboard opened in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy as sa
+import yaml
+from optuna.trial import TrialState
+
+from fersearch.search.storage import open_storage
+
+REPO = Path(__file__).resolve().parents[1]
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        msg = f"{tool} is not installed (Debian package: {tool}); `make test` installs it"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def compose_config(tmp_path: Path, env: dict[str, str]) -> dict:
+    """`docker-compose config` on the repository's compose file with an .env built from
+    .env.example plus ``env``: the real parser validates and interpolates it."""
+    _need("docker-compose")
+    values = {}
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    values.update(env)
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    proc = subprocess.run(
+        ["docker-compose", "--env-file", str(env_file), "-f", str(REPO / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return yaml.safe_load(proc.stdout)
+
+
+def local_process(service: dict, pg_url: str, tmp_path: Path, **popen) -> subprocess.Popen:
+    """Start a compose service's command here: its environment, with the container's database
+    host, volumes and ports mapped to this machine."""
+    argv = service["command"]
+    argv = shlex.split(argv) if isinstance(argv, str) else list(argv)
+    assert argv[0] == "fersearch"
+    # bind mounts "host:/container[:mode]": a container path in the command becomes the host path
+    mounts = {}
+    for vol in service.get("volumes", []):
+        parts = str(vol).split(":")
+        if len(parts) >= 2 and parts[0].startswith("/"):
+            mounts[parts[1]] = parts[0]
+    argv = [mounts.get(a, a) for a in argv]
+    env = {**os.environ, **{k: str(v) for k, v in service.get("environment", {}).items()}}
+    env["FERSEARCH_STORAGE"] = pg_url  # the compose URL names host "postgres"
+    env["FERSEARCH_ARTIFACTS"] = str(tmp_path / "artifacts")
+    env["FERSEARCH_LOCK_DIR"] = str(tmp_path / "locks")
+    env["OMP_NUM_THREADS"] = "1"
+    return subprocess.Popen(
+        [sys.executable, "-m", "fersearch.cli", *argv[1:]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def compose(tmp_path, tiny_data, tiny_space):
+    return compose_config(
+        tmp_path,
+        {
+            "DATA_DIR": str(tiny_data),
+            "SPACE": str(tiny_space),
+            "STUDY": "compose",
+            "N_TRIALS": "6",
+            "POSTGRES_PASSWORD": "not-a-real-secret",
+        },
+    )
+
+
+def test_compose_file_shape(compose):
+    s = compose["services"]
+    assert set(s) >= {"postgres", "dashboard", "create", "workers"}
+    pg = s["postgres"]
+    assert pg["image"] == "postgres:16"
+    assert "healthcheck" in pg and "ports" not in pg  # not published on the host
+    assert any(
+        v.endswith(":/var/lib/postgresql/data:rw") or "/var/lib/postgresql/data" in str(v)
+        for v in pg["volumes"]
+    )
+    assert all(str(p).startswith("127.0.0.1:") for p in s["dashboard"]["ports"])
+    assert s["create"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    workers = s["workers"]
+    assert workers["depends_on"]["create"]["condition"] == "service_completed_successfully"
+    assert workers["restart"] == "on-failure"
+    device = workers["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert workers["build" if "build" in workers else "image"]
+    assert (REPO / "workers" / "Dockerfile").is_file()
+    # the password reaches the storage URL from .env, never from the file itself
+    assert "not-a-real-secret" in s["workers"]["environment"]["FERSEARCH_STORAGE"]
+    assert "not-a-real-secret" not in (REPO / "docker-compose.yml").read_text()
+
+
+@pytest.mark.postgres
+def test_compose_services_complete_a_study_and_dashboard_shows_it(compose, pg_url, tmp_path):
+    s = compose["services"]
+    # create: one-shot and idempotent (compose may run it again on every `up`)
+    for _ in range(2):
+        p = local_process(s["create"], pg_url, tmp_path)
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+
+    workers = [local_process(s["workers"], pg_url, tmp_path) for _ in range(3)]
+    outs = [w.communicate(timeout=900) for w in workers]
+    for w, (_, err) in zip(workers, outs):
+        assert w.returncode == 0, err
+        assert "Traceback" not in err
+
+    study = optuna.load_study(study_name="compose", storage=open_storage(pg_url))
+    trials = study.get_trials()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6, [(t.number, t.state) for t in trials]
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert complete and all("artifact:confusion_matrix.png" in t.user_attrs for t in complete)
+
+    # fersearch status reads the same study
+    status = subprocess.run(
+        [sys.executable, "-m", "fersearch.cli", "status", "--study", "compose", "--storage", pg_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.returncode == 0, status.stderr
+    assert "best validation UAR" in status.stdout and "0 running" in status.stdout
+
+    # the dashboard service's command, on a free local port
+    port = _free_port()
+    dash = dict(s["dashboard"])
+    dash["command"] = (
+        dash["command"].replace("--host 0.0.0.0", "--host 127.0.0.1").replace("--port 8080", f"--port {port}")
+    )
+    server = local_process(dash, pg_url, tmp_path)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/api/studies", server)
+        _browse_dashboard(base, study, complete[0], tmp_path)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dashboard exited: {proc.communicate()[1]}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer in {timeout}s")
+
+
+def _browse_dashboard(base: str, study: optuna.Study, trial: optuna.trial.FrozenTrial, tmp_path: Path):
+    _need("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium"),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/dashboard/")
+        page.get_by_text("compose").first.wait_for(timeout=30000)
+        sid = study._study_id
+        page.goto(f"{base}/dashboard/studies/{sid}/trials")
+        page.get_by_text(f"Trial {trial.number}", exact=False).first.wait_for(timeout=30000)
+        page.get_by_text(f"Trial {trial.number}", exact=False).first.click()
+        page.get_by_text("confusion_matrix.png").first.wait_for(timeout=30000)
+        page.screenshot(path=str(tmp_path / "dashboard_trial.png"), full_page=True)
+        text = page.inner_text("body")
+        assert "per_class_recall.png" in text and "best.safetensors" in text
+        assert "uar_per_epoch" in text  # the per-epoch UAR user attribute
+        page.goto(f"{base}/dashboard/studies/{sid}")
+        page.get_by_text("Intermediate Values", exact=False).first.wait_for(timeout=30000)
+        browser.close()
+
+
+@pytest.mark.postgres
+def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tiny_space):
+    from fersearch.search.api import create_from_cli
+
+    create_from_cli("cut", tiny_data, str(tiny_space), pg_url, n_trials=6)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "fersearch.cli",
+        "worker",
+        "--study",
+        "cut",
+        "--storage",
+        pg_url,
+        "--artifacts",
+        str(tmp_path / "a"),
+    ]
+    workers = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    storage = open_storage(pg_url)
+    study = optuna.load_study(study_name="cut", storage=storage)
+    dbname = pg_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    killed = 0
+    deadline = time.monotonic() + 600
+    # Cut every connection to the study database twice while trials run.
+    while killed < 2 and time.monotonic() < deadline and all(w.poll() is None for w in workers):
+        if any(t.state == TrialState.RUNNING for t in study.get_trials()):
+            with admin.connect() as c:
+                n = c.execute(
+                    sa.text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = :d AND pid <> pg_backend_pid()"
+                    ),
+                    {"d": dbname},
+                ).scalar()
+            killed += 1 if n else 0
+            time.sleep(3)
+        time.sleep(0.5)
+    admin.dispose()
+    outs = [w.communicate(timeout=900) for w in workers]
+    for w, (_, err) in zip(workers, outs):
+        assert w.returncode == 0, err
+    assert killed == 2
+    study = optuna.load_study(study_name="cut", storage=open_storage(pg_url))
+    trials = study.get_trials()
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(done) == 6, [(t.number, t.state) for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@pytest.mark.postgres
+def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data, tiny_space):
+    from fersearch.search.api import create_from_cli
+
+    create_from_cli("int", tiny_data, str(tiny_space), pg_url, n_trials=3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "fersearch.cli",
+        "worker",
+        "--study",
+        "int",
+        "--storage",
+        pg_url,
+        "--artifacts",
+        str(tmp_path / "a"),
+    ]
+    worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    study = optuna.load_study(study_name="int", storage=open_storage(pg_url))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(t.state == TrialState.RUNNING for t in study.get_trials()):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    worker.send_signal(signal.SIGINT)
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 130, err
+    assert "Traceback" not in err and "re-queued" in err
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(failed) == 1 and len(waiting) == 1
+    assert waiting[0].system_attrs["failed_trial"] == failed[0].number
+    assert waiting[0].params == failed[0].params
+
+    # a new worker picks the re-queued trial up and the study completes
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    trials = optuna.load_study(study_name="int", storage=open_storage(pg_url)).get_trials()
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

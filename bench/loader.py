@@ -155,6 +155,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=12, help="timed batches per configuration")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    ap.add_argument("--pipelines", nargs="+", default=["basic"], help="also 'none': loading alone")
+    ap.add_argument("--no-first-batch", action="store_true", help="skip the time-to-first-batch part")
     args = ap.parse_args()
 
     if not (args.data / "EmoLabel").is_dir():
@@ -166,21 +168,24 @@ def main() -> None:
     print(f"dataset: {args.data} ({total} image files, {distinct} distinct 256 px JPEGs)")
 
     sub = manifest.derive({"train": manifest.splits["train"][: args.subset]})
-    print(f"\nthroughput: basic pipeline, batch {args.batch_size}, {args.batches} timed batches, images/s")
-    print(f"{'size':>5} {'workers':>7} {'cache':>9} {'jpeg':>9} {'speed-up':>9}")
+    print(f"\nthroughput: batch {args.batch_size}, {args.batches} timed batches, images/s")
+    print(f"{'pipeline':>8} {'size':>5} {'workers':>7} {'cache':>9} {'jpeg':>9} {'speed-up':>9}")
     rows = []
     for size in args.sizes:
         t = time.perf_counter()
         cached = load_split(sub, "train", size)
         build = time.perf_counter() - t
         jpeg = JpegSource(sub.root, cached.paths, size)
-        for workers in (0, 2):
-            c = throughput(cached.images, cached.labels, size, workers, args.batches, args.batch_size)
-            j = throughput(jpeg, cached.labels, size, workers, args.batches, args.batch_size)
-            rows.append((size, workers, c, j))
-            print(f"{size:>5} {workers:>7} {c:>9.0f} {j:>9.0f} {c / j:>8.1f}x", flush=True)
+        for pipeline in args.pipelines:
+            for workers in (0, 2):
+                c = throughput(cached.images, cached.labels, workers, args.batches, args.batch_size, pipeline)
+                j = throughput(jpeg, cached.labels, workers, args.batches, args.batch_size, pipeline)
+                rows.append((pipeline, size, workers, c, j))
+                print(f"{pipeline:>8} {size:>5} {workers:>7} {c:>9.0f} {j:>9.0f} {c / j:>8.1f}x", flush=True)
         print(f"      (cache of {len(cached.labels)} images at {size} px built or opened in {build:.1f} s)")
 
+    if args.no_first_batch:
+        return
     print("\ntime from a new trial's start to its first batch, warm cache, fresh process, full train split")
     for size in args.sizes:
         t = time.perf_counter()

@@ -87,14 +87,17 @@ def fingerprint(manifest: Manifest, split: str, size: int, crop: str = "face", f
         "frames": frames,
     }
     h.update(json.dumps(head, sort_keys=True).encode())
-    boxes = manifest.boxes or {}
+    boxes = (manifest.boxes or {}) if crop == "face" else {}
+    root = str(manifest.root) + os.sep
+    parts: list[str] = []  # one hash update at the end: per-sample updates cost more than stat
     for ref, label, sources in _sources(manifest, split):
-        h.update(f"{ref}\0{label}\0{boxes.get(ref) if crop == 'face' else None}\0".encode())
+        parts.append(f"{ref}\0{label}\0{boxes.get(ref)}\0")
         if manifest.clips is not None:
             clip = manifest.clips.get(ref)
-            h.update(repr((clip.face_boxes, clip.body_box) if clip else None).encode())
+            parts.append(repr((clip.face_boxes, clip.body_box) if clip else None))
         for src in sources:
-            h.update(_stat_key(manifest.root / src))
+            parts.append(_stat_key(root + src))
+    h.update("".join(parts).encode())
     return h.hexdigest()[:20]
 
 
@@ -112,12 +115,12 @@ def _sources(manifest: Manifest, split: str) -> Iterator[tuple[str, int, tuple[s
             yield ref, label, (ref,)
 
 
-def _stat_key(path: Path) -> bytes:
+def _stat_key(path: str) -> str:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
-        return b"missing\0"
-    return f"{st.st_size}:{st.st_mtime_ns}\0".encode()
+        return "missing\0"
+    return f"{st.st_size}:{st.st_mtime_ns}\0"
 
 
 def load_split(

@@ -20,12 +20,11 @@ DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-7) with Image/aligned/
 
 def max_label(root: Path) -> int:
     """The largest label in the partition file (cheap: only the last column is parsed)."""
-    best = 0
-    for _, line in read_lines(root / LABEL_FILE):
-        last = line.rsplit(None, 1)[-1]
-        if last.isdigit():
-            best = max(best, int(last))
-    return best
+    try:
+        tokens = (root / LABEL_FILE).read_text(encoding="utf-8-sig").split()
+    except OSError:
+        return 0
+    return max((int(t) for t in tokens[1::2] if t.isdigit()), default=0)
 
 
 def detect(root: Path) -> bool:
@@ -36,7 +35,7 @@ def read_partition(root: Path, format_name: str, class_names: tuple[str, ...]) -
     label_file = root / LABEL_FILE
     if not label_file.is_file():
         raise DataError(f"RAF-DB label file {str(label_file)!r} not found")
-    image_dir = Path("Image") / "aligned"
+    image_dir = "Image/aligned/"  # plain strings: Path joins dominate on 100k-line files
     k = len(class_names)
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     for lineno, line in read_lines(label_file):
@@ -49,7 +48,7 @@ def read_partition(root: Path, format_name: str, class_names: tuple[str, ...]) -
         if split not in splits:
             raise DataError(f"{where}: image name {name!r} starts with neither 'train_' nor 'test_'")
         stem = name.rsplit(".", 1)[0]
-        splits[split].append((str(image_dir / f"{stem}_aligned.jpg"), label - 1))
+        splits[split].append((f"{image_dir}{stem}_aligned.jpg", label - 1))
     if not splits["train"]:
         raise DataError(f"{label_file} lists no training images")
     return Manifest(root=root, format=format_name, class_names=class_names, splits=splits)

@@ -62,9 +62,9 @@ class JpegSource:
         return out
 
 
-def throughput(images, labels, size: int, workers: int, batches: int, batch_size: int) -> float:
+def throughput(images, labels, workers: int, batches: int, batch_size: int, pipeline: str) -> float:
     loader = TrainLoader(
-        images, labels, batch_size, pipeline="basic", strength=1.0, num_workers=workers, seed=0
+        images, labels, batch_size, pipeline=pipeline, strength=1.0, num_workers=workers, seed=0
     )
     try:
         it = iter(loader.epoch(0))

@@ -137,3 +137,16 @@ def test_cache_dir_override(small_data, tmp_path, monkeypatch):
     monkeypatch.setenv("FERSEARCH_CACHE_DIR", str(tmp_path / "elsewhere"))
     arrays = load_split(read_dataset(small_data), "train", 32)
     assert str(arrays.cache_file).startswith(str(tmp_path / "elsewhere"))
+
+
+def test_different_sample_lists_of_a_split_coexist(small_data):
+    """k-fold folds (or subsets) of one split get their own caches and do not evict each other."""
+    from fersearch.data.splits import kfold_manifest
+
+    m = read_dataset(small_data)
+    folds = [kfold_manifest(m, 2, f) for f in (0, 1)]
+    first = [load_split(f, "train", 24).cache_file for f in folds]
+    calls = []
+    again = [load_split(f, "train", 24, progress=lambda d, t: calls.append(d)).cache_file for f in folds]
+    assert first == again and first[0] != first[1] and all(p.exists() for p in first)
+    assert not calls  # neither fold was rebuilt

@@ -3,14 +3,15 @@
 Layout, in ``<dataset>/fersearch_cache/`` (or $FERSEARCH_CACHE_DIR, or ~/.cache/fersearch when the
 dataset is read-only)::
 
-    <split>-<size>px-<crop>-<fingerprint>.u8        raw (N, S, S, 3) uint8, C order
-    <split>-<size>px-<crop>-<fingerprint>.ctx.u8    context views (clip datasets only)
-    <split>-<size>px-<crop>-<fingerprint>.json      labels, refs, skipped samples; written last
-    <split>-<size>px-<crop>-<fingerprint>.lock
+    <split>-<size>px-<crop>-<list>-<fingerprint>.u8      raw (N, S, S, 3) uint8, C order
+    <split>-<size>px-<crop>-<list>-<fingerprint>.ctx.u8  context views (clip datasets only)
+    <split>-<size>px-<crop>-<list>-<fingerprint>.json    labels, refs, skipped samples; written last
+    <split>-<size>px-<crop>-<list>-<fingerprint>.lock
 
-The fingerprint hashes the sample list, labels, crop boxes, every source file's size and mtime,
-the size, the crop policy and the cache version, so an edited dataset gets a new cache and the
-old one is removed. The arrays are built under a file lock (two workers starting together build
+<list> hashes the split's sample list (so k-fold folds or subsets of one split coexist); the
+fingerprint hashes the sample list, labels, crop boxes, every source file's size and mtime, the
+size, the crop policy and the cache version, so edited images get a new cache and the old one of
+the same sample list is removed. The arrays are built under a file lock (two workers starting together build
 once: the second waits, then opens the first's result), in temporary files renamed into place
 (a crash never leaves a half-written cache that looks complete), and mapped read-only: every
 trial and every worker on the host shares the same pages through the OS page cache.
@@ -140,7 +141,9 @@ def load_split(
         raise DataError(f"split {split!r} of {str(manifest.root)!r} is empty")
     fp = fingerprint(manifest, split, size, crop, frames)
     directory = directory or cache_dir(manifest.root)
-    stem = directory / f"{split}-{size}px-{crop}-{fp}"
+    listed = hashlib.sha256("".join(f"{ref}\0{label}\0" for ref, label in items).encode()).hexdigest()[:8]
+    prefix = f"{split}-{size}px-{crop}-{listed}-"
+    stem = directory / f"{prefix}{fp}"
     meta = stem.with_suffix(".json")
     if not meta.is_file():
         try:
@@ -153,7 +156,7 @@ def load_split(
         with FileLock(str(stem) + ".lock"):
             if not meta.is_file():  # another process may have built it while we waited
                 _build(manifest, split, size, crop, frames, stem, progress)
-                _remove_stale(directory, f"{split}-{size}px-{crop}-", keep=fp)
+                _remove_stale(directory, prefix, keep=fp)
     return _open(manifest, split, stem)
 
 
@@ -252,7 +255,7 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
 
 
 def _remove_stale(directory: Path, prefix: str, keep: str) -> None:
-    """Delete caches of the same split/size/crop built from an older version of the data.
+    """Delete caches of the same sample list, size and crop built from older source files.
 
     A process still mapping one keeps its pages until it exits (unlink, not truncate)."""
     for path in directory.glob(prefix + "*"):

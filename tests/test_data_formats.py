@@ -63,11 +63,14 @@ def test_rafdb_compound_detected_by_its_labels(tmp_path):
 
 
 def test_label_out_of_range_names_file_and_line(tmp_path):
-    write_rafdb(tmp_path, [("train_0001.jpg", 1), ("train_0002.jpg", 7), ("test_0001.jpg", 12)])
-    with pytest.raises(DataError, match=r"list_patition_label\.txt:3: label 12 is out of range 1\.\.11"):
+    write_rafdb(tmp_path, [("train_0001.jpg", 1), ("train_0002.jpg", 7), ("test_0001.jpg", 9)])
+    # one stray label above 7 is a typo in a basic file, not a compound dataset
+    with pytest.raises(DataError, match=r"list_patition_label\.txt:3: label 9 is out of range 1\.\.7"):
         read_dataset(tmp_path)
-    with pytest.raises(DataError, match=r"list_patition_label\.txt:3: label 12 is out of range 1\.\.7"):
-        read_dataset(tmp_path, "rafdb")
+    rows = [(f"train_{i:04d}.jpg", 8 + i % 4) for i in range(4)] + [("test_0001.jpg", 12)]
+    (tmp_path / "EmoLabel/list_patition_label.txt").write_text("".join(f"{n} {lab}\n" for n, lab in rows))
+    with pytest.raises(DataError, match=r"list_patition_label\.txt:5: label 12 is out of range 1\.\.11"):
+        read_dataset(tmp_path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,17 +18,19 @@ LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-7) with Image/aligned/*_aligned.jpg"
 
 
-def max_label(root: Path) -> int:
-    """The largest label in the partition file (cheap: only the last column is parsed)."""
+def looks_compound(root: Path) -> bool:
+    """Whether the partition file uses the compound labels: at least three distinct values of
+    8..11. A basic file with a stray typo (one label 9) stays basic, so its reader reports the
+    bad line instead of the whole file silently becoming an 11-class dataset."""
     try:
         tokens = (root / LABEL_FILE).read_text(encoding="utf-8-sig").split()
     except OSError:
-        return 0
-    return max((int(t) for t in tokens[1::2] if t.isdigit()), default=0)
+        return False
+    return len({t for t in tokens[1::2] if t in {"8", "9", "10", "11"}}) >= 3
 
 
 def detect(root: Path) -> bool:
-    return (root / LABEL_FILE).is_file() and max_label(root) <= len(CLASS_NAMES)
+    return (root / LABEL_FILE).is_file() and not looks_compound(root)
 
 
 def read_partition(root: Path, format_name: str, class_names: tuple[str, ...]) -> Manifest:

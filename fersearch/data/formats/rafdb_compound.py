@@ -1,5 +1,6 @@
 """RAF-DB compound: the basic layout (EmoLabel/list_patition_label.txt, Image/aligned/) with
-labels 1..11 naming the compound classes below, in the official order."""
+labels 1..11 naming the compound classes below, in the official order. ``--format auto`` picks it
+when the file uses at least three distinct labels of 8..11 (see ``rafdb.looks_compound``)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,7 @@ DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-11) with Image/aligned
 
 
 def detect(root: Path) -> bool:
-    # A partition file using labels above 7 can only be the compound release.
-    return (root / rafdb.LABEL_FILE).is_file() and rafdb.max_label(root) > len(rafdb.CLASS_NAMES)
+    return (root / rafdb.LABEL_FILE).is_file() and rafdb.looks_compound(root)
 
 
 def read(root: Path) -> Manifest:

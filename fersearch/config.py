@@ -48,6 +48,16 @@ class TrialConfig(BaseModel):
     # augmentation (train only): horizontal flip and a random shift of up to this many pixels
     hflip: bool = True
     max_shift: float = Field(0.1, ge=0.0, lt=0.5, description="fraction of the image side")
+    # --- data loading and albumentations augmentation (fersearch.data.loader / .augment) ---
+    # augment: a named CPU pipeline ("basic", "strong"); None keeps the on-device flip/shift above.
+    augment: Literal["basic", "strong"] | None = None
+    augment_strength: float = Field(1.0, ge=0.0, le=3.0, description="1.0 = the documented recipe")
+    # Progressive augmentation: strength steps from augment_strength_start (first phase) to
+    # augment_strength (last phase) over augment_phases equal phases of training.
+    augment_phases: int = Field(1, ge=1)
+    augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
+    num_workers: int = Field(0, ge=0, description="loader worker processes (0: in the trial process)")
+    # --- end data loading ---
     # run
     seed: int = 0
     device: str = "auto"

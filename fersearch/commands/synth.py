@@ -9,12 +9,18 @@ import typer
 
 from ._common import app, err
 
+CLASS_SETS = ("basic7", "compound14")
+
 
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Directory to write the dataset to (RAF-DB layout).")],
     n: Annotated[
-        int | None, typer.Option(help="Total images (train + test); default RAF-DB's 15,339.")
+        int | None,
+        typer.Option(
+            help="Total images (train + test); default RAF-DB's 15,339 "
+            "(compound14: 1,400; --context: 400 clips)."
+        ),
     ] = None,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 100,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
@@ -22,10 +28,43 @@ def synth(
     preview: Annotated[
         bool, typer.Option("--preview", help="Also write preview.png, a contact sheet.")
     ] = False,
+    classes: Annotated[
+        str,
+        typer.Option(
+            help="basic7: RAF-DB's 7 emotions; compound14: RAF-CE's 14 compound classes with AU labels."
+        ),
+    ] = "basic7",
+    context: Annotated[
+        bool,
+        typer.Option("--context", help="Clips of a face in a scene (RAER-style layout, face + body boxes)."),
+    ] = False,
+    frames: Annotated[int, typer.Option(help="Frames per clip with --context.")] = 4,
 ) -> None:
-    """Write a synthetic FER dataset of procedural faces in RAF-DB's official layout."""
-    from ..data.synthetic import generate
+    """Write a synthetic FER dataset of procedural faces in an official layout."""
+    from ..errors import InvalidArgument
     from ..progress import bar
+
+    if classes not in CLASS_SETS:
+        raise InvalidArgument(f"--classes must be one of {', '.join(CLASS_SETS)}; got {classes!r}")
+    if context and classes != "basic7":
+        raise InvalidArgument("--context writes RAER's five classes; use it without --classes compound14")
+    if context:
+        from ..data.synthetic_context import generate_context
+
+        with bar("synthesising clips") as update:
+            counts = generate_context(out, n=n or 400, size=size, frames=frames, seed=seed, progress=update)
+        err.print(
+            f"wrote {sum(map(sum, counts.values()))} clips of {frames} frames to {out} (RAER-style layout)"
+        )
+        return
+    if classes == "compound14":
+        from ..data.synthetic_compound import generate_compound
+
+        with bar("synthesising compound faces") as update:
+            counts = generate_compound(out, n=n or 1400, size=size, seed=seed, progress=update)
+        err.print(f"wrote {sum(map(sum, counts.values()))} images to {out} (RAF-CE layout, AU labels)")
+        return
+    from ..data.synthetic import generate
 
     with bar("synthesising faces") as update:
         summary = generate(

@@ -5,15 +5,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+# A face box in source-image pixels: (x, y, width, height).
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One video clip of a context dataset (RAER-style): its frames, and where face and body are.
+
+    ``frames`` are image paths relative to the manifest root, in time order; ``face_boxes`` has
+    one box (or None where no face was found) per frame; ``body_box`` is the clip's body/context
+    box, None meaning the whole frame.
+    """
+
+    frames: tuple[str, ...]
+    face_boxes: tuple[Box | None, ...]
+    body_box: Box | None = None
+
 
 @dataclass
 class Manifest:
-    """A dataset as lists of (image path relative to root, 0-based label) per split."""
+    """A dataset as lists of (sample reference relative to root, 0-based label) per split.
+
+    A sample reference is an image path, a ``file.csv#row`` pixel row (FER2013/FERPlus), or a
+    clip folder (context datasets, described in ``clips``). The optional fields default to None
+    so readers that have nothing to add, and callers that do not care, are unaffected.
+    """
 
     root: Path
     format: str
     class_names: tuple[str, ...]
     splits: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # Multi-label action-unit targets (RAF-CE): reference -> 0/1 per AU, in au_names order.
+    au_names: tuple[str, ...] | None = None
+    au_targets: dict[str, tuple[int, ...]] | None = None
+    # Face boxes in source pixels (AffectNet's CSV): the cache crops each image to its box.
+    boxes: dict[str, Box] | None = None
+    # Clips (RAER-style): reference -> frames and boxes; the cache crops a face and a context view.
+    clips: dict[str, Clip] | None = None
+    # Reader remarks worth showing the user (rows dropped by a labelling rule, and why).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -24,3 +57,25 @@ class Manifest:
         for _, label in self.splits.get(split, []):
             out[label] += 1
         return out
+
+    def au_matrix(self, split: str) -> np.ndarray | None:
+        """(N, A) uint8 AU targets of a split in sample order, or None without AU labels."""
+        if self.au_names is None or self.au_targets is None:
+            return None
+        zero = (0,) * len(self.au_names)
+        rows = [self.au_targets.get(ref, zero) for ref, _ in self.splits.get(split, [])]
+        return np.asarray(rows, dtype=np.uint8).reshape(-1, len(self.au_names))
+
+    def derive(self, splits: dict[str, list[tuple[str, int]]]) -> Manifest:
+        """The same dataset with other splits (validation carving, k-fold), extras carried over."""
+        return Manifest(
+            root=self.root,
+            format=self.format,
+            class_names=self.class_names,
+            splits=splits,
+            au_names=self.au_names,
+            au_targets=self.au_targets,
+            boxes=self.boxes,
+            clips=self.clips,
+            notes=list(self.notes),
+        )

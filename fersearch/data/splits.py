@@ -59,7 +59,40 @@ def with_validation(manifest: Manifest, fraction: float, seed: int) -> Manifest:
     splits = dict(manifest.splits)
     splits["train"] = [s for s in train if s[0] not in val_names]
     splits["val"] = [s for s in train if s[0] in val_names]
-    return Manifest(manifest.root, manifest.format, manifest.class_names, splits)
+    return manifest.derive(splits)
+
+
+def stratified_kfold(labels: list[int], k: int, seed: int) -> np.ndarray:
+    """Fold number (0..k-1) per sample; each class is dealt round-robin over the folds after a
+    seeded shuffle, so every fold's class counts differ by at most one."""
+    labels_arr = np.asarray(labels)
+    if k < 2:
+        raise DataError(f"k-fold needs k >= 2 folds, got {k}")
+    counts = np.bincount(labels_arr) if len(labels_arr) else np.zeros(0, int)
+    if len(labels_arr) < k:
+        raise DataError(f"cannot split {len(labels_arr)} samples into {k} folds")
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels_arr), dtype=np.int64)
+    offset = 0  # rotate the starting fold per class so small classes do not all land in fold 0
+    for cls in np.flatnonzero(counts):
+        idx = np.flatnonzero(labels_arr == cls)
+        rng.shuffle(idx)
+        fold[idx] = (np.arange(len(idx)) + offset) % k
+        offset += len(idx)
+    return fold
+
+
+def kfold_manifest(manifest: Manifest, k: int, fold: int, seed: int = 0) -> Manifest:
+    """Fold ``fold`` of a stratified k-fold over train (+ the dataset's own val, if any):
+    that fold becomes val, the others train; test is untouched (it never joins selection)."""
+    if not 0 <= fold < k:
+        raise DataError(f"fold must be in 0..{k - 1}, got {fold}")
+    pool = list(manifest.splits.get("train", [])) + list(manifest.splits.get("val", []))
+    assign = stratified_kfold([label for _, label in pool], k, seed)
+    splits = dict(manifest.splits)
+    splits["train"] = [s for s, f in zip(pool, assign) if f != fold]
+    splits["val"] = [s for s, f in zip(pool, assign) if f == fold]
+    return manifest.derive(splits)
 
 
 def _write_atomic(path: Path, payload: dict) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from ..config import TrialConfig
 from ..data.decode import SplitArrays
+from ..data.loader import make_train_loader
 from ..metrics import summarize
 from ..models import FERModel, create_model
 from .augment import flip_and_shift, to_input
@@ -82,6 +83,10 @@ def fit(
 
     images = torch.from_numpy(train.images)  # (N, H, W, 3) uint8, stays on the CPU
     labels = torch.from_numpy(train.labels)
+    # --- batches through the data loader (fersearch.data.loader) when an albumentations
+    # pipeline is configured; otherwise straight from the array, augmented on the device.
+    loader = make_train_loader(config, train, batch_size, pin_memory=device.type == "cuda")
+    # --- end data loader ---
     result = FitResult(model=model)
     best_state: dict[str, torch.Tensor] | None = None
 
@@ -90,11 +95,15 @@ def fit(
         model.train()
         perm = torch.randperm(n, generator=gen)
         loss_sum = 0.0
-        for step in range(steps_per_epoch):
-            idx = perm[step * batch_size : (step + 1) * batch_size]
-            x = to_input(images[idx].to(device, non_blocking=True), pre["mean"], pre["std"])
-            x = flip_and_shift(x, config.hflip, config.max_shift, gen)
-            y = smooth_one_hot(labels[idx].to(device), num_classes, config.label_smoothing)
+        if loader is None:
+            batches = ((images[i], labels[i]) for i in perm[: steps_per_epoch * batch_size].split(batch_size))
+        else:
+            batches = ((xb, yb) for xb, yb, _ in loader.epoch(epoch))
+        for step, (xb, yb) in enumerate(batches):
+            x = to_input(xb.to(device, non_blocking=True), pre["mean"], pre["std"])
+            if loader is None:
+                x = flip_and_shift(x, config.hflip, config.max_shift, gen)
+            y = smooth_one_hot(yb.to(device), num_classes, config.label_smoothing)
             x, y = mixup(x, y, config.mixup_alpha, gen)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -134,6 +143,8 @@ def fit(
         if on_epoch is not None:
             on_epoch(record)  # may raise optuna.TrialPruned
 
+    if loader is not None:
+        loader.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return result

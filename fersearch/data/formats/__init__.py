@@ -1,18 +1,23 @@
 """Dataset readers, one module per official on-disk layout, behind one registry.
 
 A reader is ``read(root) -> Manifest``; ``detect(root) -> bool`` says whether a directory looks
-like its layout, so ``--format auto`` can pick one and say which.
+like its layout, so ``--format auto`` can pick one and say which. Detection tries the formats in
+registration order, most specific first (FERPlus before FER2013, CAER-S before ImageFolder);
+a format registered with ``auto=False`` is only used when named (AffectNet's 7-class mode).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import DataError, one_of
 from ..manifest import Manifest
-from . import rafdb
+from . import affectnet, caers, fer2013, ferplus, imagefolder, raer, rafce, rafdb, rafdb_compound
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -21,6 +26,7 @@ class Format:
     description: str
     detect: Callable[[Path], bool]
     read: Callable[[Path], Manifest]
+    auto: bool = True  # False: never chosen by --format auto, only by name
 
 
 _FORMATS: dict[str, Format] = {}
@@ -35,7 +41,32 @@ def list_formats() -> list[str]:
     return sorted(_FORMATS)
 
 
+def get_format(name: str) -> Format:
+    if name not in _FORMATS:
+        raise DataError(f"unknown data format: {one_of(name, list_formats())}")
+    return _FORMATS[name]
+
+
+register_format(Format("ferplus", ferplus.DESCRIPTION, ferplus.detect, ferplus.read))
+register_format(Format("fer2013", fer2013.DESCRIPTION, fer2013.detect, fer2013.read))
+register_format(
+    Format("rafdb_compound", rafdb_compound.DESCRIPTION, rafdb_compound.detect, rafdb_compound.read)
+)
 register_format(Format("rafdb", rafdb.DESCRIPTION, rafdb.detect, rafdb.read))
+register_format(Format("rafce", rafce.DESCRIPTION, rafce.detect, rafce.read))
+register_format(Format("affectnet", affectnet.DESCRIPTION, affectnet.detect, affectnet.read))
+register_format(Format("affectnet7", affectnet.DESCRIPTION7, affectnet.detect, affectnet.read7, auto=False))
+register_format(Format("raer", raer.DESCRIPTION, raer.detect, raer.read))
+register_format(Format("caers", caers.DESCRIPTION, caers.detect, caers.read))
+register_format(Format("imagefolder", imagefolder.DESCRIPTION, imagefolder.detect, imagefolder.read))
+
+
+def detect_format(root: Path) -> str | None:
+    """The name of the first layout that recognises ``root``, or None."""
+    for fmt in _FORMATS.values():
+        if fmt.auto and fmt.detect(root):
+            return fmt.name
+    return None
 
 
 def read_dataset(root: str | Path, format: str = "auto") -> Manifest:
@@ -48,15 +79,14 @@ def read_dataset(root: str | Path, format: str = "auto") -> Manifest:
     if not root.is_dir():
         raise DataError(f"data path {str(root)!r} is a file, not a directory")
     if format != "auto":
-        if format not in _FORMATS:
-            raise DataError(f"unknown data format: {one_of(format, list_formats())}")
-        return _FORMATS[format].read(root)
-    for fmt in _FORMATS.values():
-        if fmt.detect(root):
-            return fmt.read(root)
+        return get_format(format).read(root)
+    name = detect_format(root)
+    if name is not None:
+        log.info("%s: detected the %s layout (%s)", root, name, _FORMATS[name].description)
+        return _FORMATS[name].read(root)
     seen = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]
     supported = "; ".join(f"{f.name}: {f.description}" for f in _FORMATS.values())
     raise DataError(
         f"{str(root)!r} is not a known dataset layout (it contains: {', '.join(seen) or 'nothing'}). "
-        f"Supported layouts: {supported}"
+        f"Supported layouts: {supported}. Name one with --format if detection is wrong"
     )

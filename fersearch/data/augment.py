@@ -1,0 +1,194 @@
+"""Training augmentation pipelines (albumentations) by name, with one searchable strength knob,
+progressive strength over training phases, and test-time-augmentation (TTA) view sets.
+
+Pipelines work on uint8 RGB images of the cached size and return the same size: normalisation
+(mean/std from the backbone's pretrained config) happens afterwards on the device, in
+``train.augment.to_input``, for training and evaluation alike.
+
+Strength scales every magnitude linearly; 1.0 is the documented recipe, 0 is (nearly) identity:
+
+- ``basic``: horizontal flip, small affine (±5 % shift, ±5 % scale, ±10° rotation), ColorJitter
+  (brightness, contrast, saturation 0.1, hue 0.05 at strength 1: seed 000's values).
+- ``strong``: random resized crop, affine, brightness/contrast, hue/saturation, one of Gaussian
+  noise / Gaussian blur / motion blur, coarse dropout (seed 004's albumentations list).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import InvalidArgument, one_of
+
+# albumentations checks PyPI for a newer version on import; workers run offline.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+PIPELINES = ("none", "basic", "strong")
+TTA_VIEWS = {"none": 1, "flip": 2, "crops": 10, "full": 16}
+
+
+def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None = None):
+    """An albumentations Compose for ``name`` at ``strength`` (>= 0) on size x size images."""
+    import albumentations as A
+
+    if name not in PIPELINES:
+        raise InvalidArgument(f"unknown augmentation pipeline: {one_of(name, PIPELINES)}")
+    if not strength >= 0:
+        raise InvalidArgument(f"augmentation strength must be >= 0, got {strength!r}")
+    s = float(strength)
+    if name == "none":
+        ops = []
+    elif name == "basic":
+        ops = [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                translate_percent=(-0.05 * s, 0.05 * s),
+                scale=(1 - 0.05 * s, 1 + 0.05 * s),
+                rotate=(-10 * s, 10 * s),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=min(1.0, 0.8 * s),
+            ),
+            A.ColorJitter(
+                brightness=0.1 * s,
+                contrast=0.1 * s,
+                saturation=0.1 * s,
+                hue=min(0.5, 0.05 * s),
+                p=min(1.0, 0.8 * s),
+            ),
+        ]
+    else:  # strong
+        ops = [
+            A.RandomResizedCrop(
+                size=(size, size), scale=(max(0.05, 1 - 0.3 * s), 1.0), ratio=(0.9, 1.1), p=min(1.0, 0.7 * s)
+            ),
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                translate_percent=(-0.08 * s, 0.08 * s),
+                scale=(1 - 0.1 * s, 1 + 0.1 * s),
+                rotate=(-15 * s, 15 * s),
+                shear=(-5 * s, 5 * s),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=min(1.0, 0.7 * s),
+            ),
+            A.RandomBrightnessContrast(
+                brightness_limit=0.25 * s, contrast_limit=0.25 * s, p=min(1.0, 0.7 * s)
+            ),
+            A.HueSaturationValue(
+                hue_shift_limit=10 * s, sat_shift_limit=20 * s, val_shift_limit=10 * s, p=min(1.0, 0.5 * s)
+            ),
+            A.OneOf(
+                [
+                    A.GaussNoise(std_range=(0.02 * s, 0.08 * s)),
+                    A.GaussianBlur(blur_limit=(3, 5)),
+                    A.MotionBlur(blur_limit=(3, 7)),
+                ],
+                p=min(1.0, 0.3 * s),
+            ),
+            A.CoarseDropout(
+                num_holes_range=(1, max(1, round(3 * s))),
+                hole_height_range=(0.05, max(0.06, 0.2 * min(s, 2))),
+                hole_width_range=(0.05, max(0.06, 0.2 * min(s, 2))),
+                fill="random_uniform",
+                p=min(1.0, 0.5 * s),
+            ),
+        ]
+    if s == 0:
+        ops = [op for op in ops if isinstance(op, A.HorizontalFlip)]
+    return A.Compose(ops, seed=seed)
+
+
+def progressive_strength(epoch: int, epochs: int, phases: int, start: float, end: float) -> float:
+    """Strength for ``epoch``: training is cut into ``phases`` equal phases and the strength
+    steps linearly from ``start`` (first phase) to ``end`` (last), as in seed 001's 5 phases."""
+    if phases <= 1 or epochs <= 1:
+        return float(end)
+    phase = min(phases - 1, epoch * phases // epochs)
+    return float(start + (end - start) * phase / (phases - 1))
+
+
+def eval_transform(preprocess: dict):
+    """The evaluation transform, from the backbone's data config: resize to its input size and
+    normalise with its mean/std (for images that do not come from the cache)."""
+    import albumentations as A
+
+    size = int(preprocess["image_size"])
+    return A.Compose(
+        [
+            A.Resize(size, size, interpolation=cv2.INTER_AREA),
+            A.Normalize(mean=preprocess["mean"], std=preprocess["std"], max_pixel_value=255.0),
+        ]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Test-time augmentation: deterministic views of a batch (N, S, S, 3) -> (N, S, S, 3)
+
+
+def _crop_resize(frac: float, where: str) -> Callable[[np.ndarray], np.ndarray]:
+    def view(batch: np.ndarray) -> np.ndarray:
+        n, size = batch.shape[0], batch.shape[1]
+        c = max(1, int(round(size * frac)))
+        off = {
+            "center": ((size - c) // 2, (size - c) // 2),
+            "tl": (0, 0),
+            "tr": (0, size - c),
+            "bl": (size - c, 0),
+            "br": (size - c, size - c),
+        }[where]
+        crops = batch[:, off[0] : off[0] + c, off[1] : off[1] + c]
+        out = np.empty_like(batch)
+        for i in range(n):
+            out[i] = cv2.resize(crops[i], (size, size), interpolation=cv2.INTER_LINEAR)
+        return out
+
+    return view
+
+
+def _zoom_out(frac: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Shrink the image and pad by reflection: the face a little smaller, as in looser crops."""
+
+    def view(batch: np.ndarray) -> np.ndarray:
+        size = batch.shape[1]
+        small = max(1, int(round(size * frac)))
+        pad = size - small
+        out = np.empty_like(batch)
+        for i in range(batch.shape[0]):
+            s = cv2.resize(batch[i], (small, small), interpolation=cv2.INTER_AREA)
+            out[i] = cv2.copyMakeBorder(
+                s, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101
+            )
+        return out
+
+    return view
+
+
+def _identity(batch: np.ndarray) -> np.ndarray:
+    return batch
+
+
+def _flipped(view: Callable) -> Callable:
+    return lambda batch: np.ascontiguousarray(view(batch)[:, :, ::-1])
+
+
+def tta_views(name: str) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """The deterministic views of a TTA set; predictions are averaged over them.
+
+    ``none`` 1 view; ``flip`` identity + mirror; ``crops`` 5 crops (centre + corners at 87.5 %)
+    and their mirrors = 10; ``full`` those 10 + identity, a zoom-in (90 % centre crop) and a
+    zoom-out, each with its mirror = 16 (seed 001's 16-transform TTA).
+    """
+    if name not in TTA_VIEWS:
+        raise InvalidArgument(f"unknown TTA view set: {one_of(name, TTA_VIEWS)}")
+    if name == "none":
+        return [_identity]
+    if name == "flip":
+        return [_identity, _flipped(_identity)]
+    crops = [_crop_resize(0.875, w) for w in ("center", "tl", "tr", "bl", "br")]
+    base = crops
+    if name == "full":
+        base = [_identity, _crop_resize(0.9, "center"), _zoom_out(0.9), *crops]
+    views = [v for b in base for v in (b, _flipped(b))]
+    return views

@@ -1,0 +1,33 @@
+"""RAF-DB compound: the basic layout (EmoLabel/list_patition_label.txt, Image/aligned/) with
+labels 1..11 naming the compound classes below, in the official order. ``--format auto`` picks it
+when the file uses at least three distinct labels of 8..11 (see ``rafdb.looks_compound``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..manifest import Manifest
+from . import rafdb
+
+CLASS_NAMES = (
+    "Happily Surprised",
+    "Happily Disgusted",
+    "Sadly Fearful",
+    "Sadly Angry",
+    "Sadly Surprised",
+    "Sadly Disgusted",
+    "Fearfully Angry",
+    "Fearfully Surprised",
+    "Angrily Surprised",
+    "Angrily Disgusted",
+    "Disgustedly Surprised",
+)
+DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-11) with Image/aligned/*_aligned.jpg"
+
+
+def detect(root: Path) -> bool:
+    return (root / rafdb.LABEL_FILE).is_file() and rafdb.looks_compound(root)
+
+
+def read(root: Path) -> Manifest:
+    return rafdb.read_partition(root, "rafdb_compound", CLASS_NAMES)

@@ -1,0 +1,168 @@
+"""The training batch iterator: cached uint8 images -> albumentations pipeline -> uint8 batches.
+
+Batches stay uint8 (B, S, S, 3) until the training loop moves them to the device and normalises
+them there (a quarter of the bytes of float32 to copy). With ``num_workers > 0`` batches are
+built in worker processes (torch's DataLoader, forked: workers see the cache's memory map and
+share its pages, nothing is copied or pickled per batch). Every batch is seeded from
+(seed, epoch, step), so the images a trial sees do not depend on the number of workers.
+
+The order of samples in an epoch is a shuffle of all samples, or any 1-D array of sample
+indices the caller passes (a class-balancing sampler's output, physical oversampling as a
+virtual index with repeats: no file is copied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import InvalidArgument
+from .augment import build_pipeline
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """One batch to build: which samples, with which random seed, at which strength."""
+
+    indices: np.ndarray
+    seed: int
+    strength: float
+
+
+class _Batches(torch.utils.data.Dataset):
+    """Builds one whole batch per item, so workers pay one IPC message per batch, not per image."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: str):
+        self.images, self.labels, self.pipeline = images, labels, pipeline
+        self.size = int(images.shape[1])
+        self._pipes: dict[float, object] = {}  # per process: strength -> Compose
+
+    def __len__(self) -> int:  # unused: items are specs handed over by the sampler
+        return 0
+
+    def __getitem__(self, spec: _Spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = spec.indices
+        batch = np.asarray(self.images[idx])  # gathered copy (B, S, S, 3) uint8
+        if self.pipeline != "none":
+            pipe = self._pipes.get(spec.strength)
+            if pipe is None:
+                pipe = self._pipes[spec.strength] = build_pipeline(self.pipeline, self.size, spec.strength)
+            pipe.set_random_seed(spec.seed)
+            for i in range(len(batch)):
+                batch[i] = pipe(image=batch[i])["image"]
+        return torch.from_numpy(batch), torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
+
+
+class _SpecSampler(torch.utils.data.Sampler):
+    """Hands the current epoch's batch specs to the DataLoader; refilled before every epoch."""
+
+    def __init__(self):
+        self.specs: list[_Spec] = []
+
+    def __iter__(self):
+        return iter(self.specs)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+
+class TrainLoader:
+    """``for x, y, idx in loader.epoch(e, order=None)``: x (B, S, S, 3) uint8, y (B,) int64, idx (B,).
+
+    ``strength`` is the pipeline's strength, or a function epoch -> strength (progressive
+    augmentation). The last partial batch is dropped (mixup and batch norm want full ones).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        batch_size: int,
+        pipeline: str = "basic",
+        strength: float | Callable[[int], float] = 1.0,
+        num_workers: int = 0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ):
+        if batch_size < 1:
+            raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise InvalidArgument(f"num_workers must be >= 0, got {num_workers}")
+        if len(images) != len(labels):
+            raise InvalidArgument(f"{len(images)} images but {len(labels)} labels")
+        build_pipeline(pipeline, int(images.shape[1]), 1.0)  # fail now on a bad name, not in a worker
+        self.n = len(labels)
+        self.batch_size = batch_size
+        self.strength = strength
+        self.seed = seed
+        self._dataset = _Batches(images, np.asarray(labels, dtype=np.int64), pipeline)
+        self._sampler = _SpecSampler()
+        self._loader = None
+        if num_workers > 0:
+            self._loader = torch.utils.data.DataLoader(
+                self._dataset,
+                sampler=self._sampler,
+                batch_size=None,  # items are already batches
+                num_workers=num_workers,
+                persistent_workers=True,  # forked once per trial, reused every epoch
+                prefetch_factor=4,
+                pin_memory=pin_memory,
+            )
+
+    def steps(self, order: np.ndarray | None = None) -> int:
+        return (self.n if order is None else len(order)) // self.batch_size
+
+    def strength_at(self, epoch: int) -> float:
+        return float(self.strength(epoch) if callable(self.strength) else self.strength)
+
+    def epoch(self, epoch: int, order: np.ndarray | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+        if order is None:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        else:
+            order = np.asarray(order, dtype=np.int64)
+            if order.ndim != 1 or (len(order) and (order.min() < 0 or order.max() >= self.n)):
+                raise InvalidArgument(f"an epoch order must be a 1-D array of indices in 0..{self.n - 1}")
+        strength = self.strength_at(epoch)
+        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(self.steps(order), dtype=np.uint32)
+        bs = self.batch_size
+        specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
+        if self._loader is None:
+            return (self._dataset[spec] for spec in specs)
+        self._sampler.specs = specs
+        return iter(self._loader)
+
+    def close(self) -> None:
+        """Stop the worker processes now rather than when the loader is garbage-collected."""
+        if self._loader is not None and self._loader._iterator is not None:
+            self._loader._iterator._shutdown_workers()
+        self._loader = None
+
+
+def make_train_loader(config, train, batch_size: int, pin_memory: bool = False) -> TrainLoader | None:
+    """The loader a TrialConfig asks for (augment, strength, progressive phases, num_workers),
+    or None when no albumentations pipeline is configured (the loop augments on the device)."""
+    if getattr(config, "augment", None) is None:
+        return None
+    from .augment import progressive_strength
+
+    end = config.augment_strength
+    start = config.augment_strength_start
+    strength: float | Callable[[int], float] = end
+    if start is not None and config.augment_phases > 1:
+
+        def strength(epoch: int) -> float:
+            return progressive_strength(epoch, config.epochs, config.augment_phases, start, end)
+
+    return TrainLoader(
+        train.images,
+        train.labels,
+        batch_size,
+        pipeline=config.augment,
+        strength=strength,
+        num_workers=config.num_workers,
+        seed=config.seed,
+        pin_memory=pin_memory,
+    )

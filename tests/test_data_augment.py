@@ -1,0 +1,129 @@
+"""albumentations pipelines, progressive strength, TTA views, and the training batch loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fersearch.config import DataConfig, TrialConfig
+from fersearch.data import load_manifest
+from fersearch.data.augment import build_pipeline, progressive_strength, tta_views
+from fersearch.data.decode import decode_split
+from fersearch.data.loader import TrainLoader, make_train_loader
+from fersearch.errors import InvalidArgument
+
+
+@pytest.fixture(scope="module")
+def arrays(tiny_data):
+    m = load_manifest(DataConfig(root=str(tiny_data)))
+    return decode_split(m, "train", 32), decode_split(m, "val", 32)
+
+
+def mean_change(name: str, strength: float, images: np.ndarray) -> float:
+    pipe = build_pipeline(name, 32, strength, seed=0)
+    out = np.stack([pipe(image=img)["image"] for img in images])
+    assert out.shape == images.shape and out.dtype == np.uint8
+    return float(np.abs(out.astype(float) - images).mean())
+
+
+def test_pipelines_keep_shape_and_scale_with_strength(arrays):
+    images = np.asarray(arrays[0].images[:40])
+    for name in ("basic", "strong"):
+        weak, strong = mean_change(name, 0.3, images), mean_change(name, 2.0, images)
+        assert 0 < weak < strong
+    assert mean_change("strong", 1.0, images) > mean_change("basic", 1.0, images)
+
+
+def test_strength_zero_only_flips(arrays):
+    pipe = build_pipeline("basic", 32, 0.0, seed=0)
+    for img in np.asarray(arrays[0].images[:10]):
+        out = pipe(image=img)["image"]
+        assert np.array_equal(out, img) or np.array_equal(out, img[:, ::-1])
+
+
+def test_unknown_pipeline_and_bad_strength():
+    with pytest.raises(
+        InvalidArgument, match="unknown augmentation pipeline: got 'medium'; valid: none, basic, strong"
+    ):
+        build_pipeline("medium", 32)
+    with pytest.raises(InvalidArgument, match="strength must be >= 0"):
+        build_pipeline("basic", 32, -1)
+
+
+def test_progressive_strength_steps_over_phases():
+    got = [progressive_strength(e, epochs=10, phases=5, start=0.2, end=1.0) for e in range(10)]
+    assert got == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8, 1.0, 1.0])
+    assert progressive_strength(3, epochs=10, phases=1, start=0.2, end=1.0) == 1.0
+
+
+def test_tta_view_sets(arrays):
+    batch = np.asarray(arrays[1].images[:4])
+    for name, count in (("none", 1), ("flip", 2), ("crops", 10), ("full", 16)):
+        views = tta_views(name)
+        assert len(views) == count
+        outs = [v(batch) for v in views]
+        assert all(o.shape == batch.shape and o.dtype == np.uint8 for o in outs)
+    flip = tta_views("flip")
+    assert np.array_equal(flip[0](batch), batch) and np.array_equal(flip[1](batch), batch[:, :, ::-1])
+    full = [v(batch) for v in tta_views("full")]
+    assert len({o.tobytes() for o in full}) == 16  # sixteen distinct views
+    with pytest.raises(InvalidArgument, match="unknown TTA view set"):
+        tta_views("twenty")
+
+
+def collect(loader: TrainLoader, epoch: int, order=None):
+    xs, ys, idx = zip(*[(x.clone(), y.clone(), i.clone()) for x, y, i in loader.epoch(epoch, order)])
+    return torch.cat(xs), torch.cat(ys), torch.cat(idx)
+
+
+def test_loader_is_deterministic_whatever_the_workers(arrays):
+    train = arrays[0]
+    in_process = TrainLoader(train.images, train.labels, 32, pipeline="strong", num_workers=0, seed=5)
+    workers = TrainLoader(train.images, train.labels, 32, pipeline="strong", num_workers=2, seed=5)
+    try:
+        for epoch in (0, 1):
+            a, b = collect(in_process, epoch), collect(workers, epoch)
+            assert all(torch.equal(u, v) for u, v in zip(a, b))
+        x, y, idx = a
+        assert x.dtype == torch.uint8 and x.shape == (in_process.steps() * 32, 32, 32, 3)
+        assert torch.equal(y, torch.from_numpy(train.labels)[idx])
+        assert len(set(idx.tolist())) == len(idx)  # a shuffle: no repeats
+        assert not torch.equal(collect(in_process, 0)[2], collect(in_process, 1)[2])  # epochs differ
+    finally:
+        workers.close()
+
+
+def test_loader_follows_a_given_order(arrays):
+    train = arrays[0]
+    loader = TrainLoader(train.images, train.labels, 8, pipeline="none")
+    order = np.array([3, 3, 3, 0, 1, 1, 2, 5, 7, 7, 7, 7, 9, 9, 9, 9, 4])  # oversampling: repeats
+    x, y, idx = collect(loader, 0, order)
+    assert idx.tolist() == order[:16].tolist()  # last partial batch dropped
+    assert torch.equal(x, torch.from_numpy(np.asarray(train.images)[order[:16]]))
+    with pytest.raises(InvalidArgument, match="1-D array of indices"):
+        next(iter(loader.epoch(0, np.array([0, len(train.labels)]))))
+
+
+def test_fit_trains_through_the_loader(arrays):
+    from dataclasses import replace
+
+    from fersearch.train import fit
+
+    train, val = arrays
+    base = dict(
+        data={"root": "x"}, backbone="test_resnet", image_size=32, epochs=2, batch_size=32, warmup_epochs=0
+    )
+    config = TrialConfig(**base, augment="strong", augment_strength=1.5, augment_strength_start=0.5,
+                         augment_phases=2, num_workers=0)  # fmt: skip
+    assert make_train_loader(TrialConfig(**base), train, 32) is None  # default: on-device path
+    loader = make_train_loader(config, train, 32)
+    assert loader.strength_at(0) == 0.5 and loader.strength_at(1) == 1.5
+    small = replace(train, images=train.images[:64], labels=train.labels[:64])
+    result = fit(
+        config.model_copy(update={"epochs": 1}),
+        small,
+        replace(val, images=val.images[:32], labels=val.labels[:32]),
+        7,
+    )
+    assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.layers import LayerNorm2d
 from timm.models import get_pretrained_cfg, group_parameters, split_model_name_tag
 
 from ...errors import ModelError
@@ -113,6 +114,10 @@ class TimmBackbone(Backbone):
         self.channels = [f["num_chs"] for f in info[-self.n_levels : -1]] + [nf] if multi_scale else [nf]
         self.num_prefix = int(getattr(self.model, "num_prefix_tokens", 0) or 0)
         self.nhwc = getattr(self.model, "output_fmt", "NCHW") == "NHWC"  # Swin
+        # ConvNeXt-style heads normalise after pooling (LayerNorm2d); applied to the map instead so
+        # the pretrained norm is used and the map has the statistics the classifier was trained on
+        norm = getattr(getattr(self.model, "head", None), "norm", None)
+        self.head_norm = norm if isinstance(norm, LayerNorm2d) else None
 
     def _to_map(self, final: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if final.ndim == 3:  # ViT tokens (B, P + N, C) -> prefix (B, P, C) and grid (B, C, h, w)
@@ -120,9 +125,8 @@ class TimmBackbone(Backbone):
             h = w = math.isqrt(patches.shape[1])
             grid = patches.transpose(1, 2).reshape(final.shape[0], -1, h, w)
             return grid, prefix if self.num_prefix else None
-        if self.nhwc:
-            return final.permute(0, 3, 1, 2), None
-        return final, None
+        grid = final.permute(0, 3, 1, 2) if self.nhwc else final
+        return (self.head_norm(grid) if self.head_norm is not None else grid), None
 
     def forward(self, x: torch.Tensor) -> FeatureMaps:
         if not self.multi_scale:

@@ -58,7 +58,9 @@ class FERModel(nn.Module):
         )
         self.temporal = create_temporal(config.temporal, dim)
         pool = config.pool or ("cls" if self._has_prefix() else "avg")
-        spec = HeadSpec(dim, num_classes, config, pool=pool, backbone=self.backbone, class_names=list(class_names or []))
+        spec = HeadSpec(
+            dim, num_classes, config, pool=pool, backbone=self.backbone, class_names=list(class_names or [])
+        )
         self.head = create_head(config.head, spec)
         self.au_head = AUHead(self.head.out_features, config.au_classes) if config.au_classes else None
         self.preprocess = self.backbone.preprocess

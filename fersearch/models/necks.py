@@ -60,7 +60,9 @@ class _ChannelGate(nn.Module):
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
         hidden = max(8, channels // reduction)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+        self.mlp = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels)
+        )
 
     def forward(self, x):
         gate = self.mlp(x.mean((2, 3))) + self.mlp(x.amax((2, 3)))

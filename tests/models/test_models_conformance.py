@@ -66,7 +66,11 @@ def test_attention_chain_and_pyramid():
     maps = [torch.randn(2, 8, 16, 16), torch.randn(2, 16, 8, 8), torch.randn(2, 32, 4, 4)]
     y = neck(maps)
     assert y.shape == (2, 12, 4, 4) and neck.out_channels == 12
-    assert [type(m).__name__ for m in neck.attention] == ["CBAM", "EfficientChannelAttention", "SqueezeExcite"]
+    assert [type(m).__name__ for m in neck.attention] == [
+        "CBAM",
+        "EfficientChannelAttention",
+        "SqueezeExcite",
+    ]
     _check_backward(y, list(neck.parameters()))
 
 
@@ -138,15 +142,34 @@ def test_au_head():
 # Whole models: every backbone kind with every neck / head / extra at a tiny size.
 MODELS = [
     {"backbone": "test_resnet"},
-    {"backbone": "test_resnet", "head": "mlp", "head_layers": 2, "head_hidden": 16, "dropout": 0.4, "head_dropout": 0.6},
-    {"backbone": "test_efficientnet", "attention": "dual", "head": "bilstm", "lstm_hidden": 16, "lstm_layers": 2},
+    {
+        "backbone": "test_resnet",
+        "head": "mlp",
+        "head_layers": 2,
+        "head_hidden": 16,
+        "dropout": 0.4,
+        "head_dropout": 0.6,
+    },
+    {
+        "backbone": "test_efficientnet",
+        "attention": "dual",
+        "head": "bilstm",
+        "lstm_hidden": 16,
+        "lstm_layers": 2,
+    },
     {"backbone": "test_convnext", "fpn": True, "fpn_dim": 24, "attention": "cbam+eca+se", "pool": "gem"},
     {"backbone": "test_convnext", "pool": "attn", "au_classes": 5},
     {"backbone": "test_vit", "image_size": 64, "head": "mlp", "head_hidden": 16},
     {"backbone": "test_vit", "image_size": 64, "fpn": True, "fpn_dim": 16},
     {"backbone": CLIP_TINY},
     {"backbone": CLIP_TINY, "head": "prompt", "prompt_ctx": 2},
-    {"backbone": CLIP_TINY, "head": "prompt", "prompt_class_specific": True, "attention": "se", "au_classes": 3},
+    {
+        "backbone": CLIP_TINY,
+        "head": "prompt",
+        "prompt_class_specific": True,
+        "attention": "se",
+        "au_classes": 3,
+    },
     {"backbone": CLIP_TINY, "head": "bilstm", "lstm_hidden": 8},
 ]
 
@@ -197,5 +220,7 @@ def test_invalid_combinations_are_clear_errors(cfg):
         create_model(cfg(backbone=CLIP_TINY, fpn=True), 7)
     with pytest.raises(ModelError, match="does not divide"):
         create_model(cfg(fusion="xattn", fusion_heads=7), 7)
+    with pytest.raises(ModelError, match=r"needs 3\d tokens, CLIP.s text tower takes 32"):
+        create_model(cfg(backbone=CLIP_TINY, head="prompt", prompt_ctx=32), 7, FER7)
     with pytest.raises(ModelError, match="freeze_backbone"):
         create_model(cfg(unfreeze_last=2), 7)

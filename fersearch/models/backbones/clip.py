@@ -43,8 +43,8 @@ class OpenClipFamily:
         close = difflib.get_close_matches(name, models, n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join('open_clip:' + c for c in close)}?" if close else ""
         raise ModelError(
-            f"unknown open_clip model {name!r}{hint} (`python -c \"import open_clip; "
-            f"print(open_clip.list_models())\"` lists them)"
+            f'unknown open_clip model {name!r}{hint} (`python -c "import open_clip; '
+            f'print(open_clip.list_models())"` lists them)'
         )
 
     def _tag_cfg(self, name: str, pretrained) -> tuple[str | None, dict]:
@@ -113,7 +113,9 @@ class OpenClipBackbone(Backbone):
                 force_patch_dropout=0.0,  # dropped patches would break the token grid
             )
         except Exception as exc:  # state-dict mismatches, unreadable files...
-            raise ModelError(f"cannot create backbone open_clip:{name} (pretrained={pretrained!r}): {exc}") from None
+            raise ModelError(
+                f"cannot create backbone open_clip:{name} (pretrained={pretrained!r}): {exc}"
+            ) from None
         finally:
             logging.getLogger().disabled = was
         visual = clip.visual

@@ -8,6 +8,7 @@ conv_head, Swin's and ViT's final norm). Multi-scale (for the feature pyramid) u
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,30 @@ from .base import Backbone, FeatureMaps
 @lru_cache(maxsize=1)
 def _timm_names() -> frozenset[str]:
     return frozenset(timm.list_models())
+
+
+class _MissingKeys(logging.Handler):
+    """Catches timm's 'Missing keys' report: with num_classes=0 timm loads pretrained weights
+    non-strictly (to drop the classifier) and only logs what it could not fill."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.message = ""
+        self.logger = logging.getLogger("timm.models._builder")
+
+    def emit(self, record):
+        if record.getMessage().startswith("Missing keys"):
+            self.message = record.getMessage()
+
+    def __enter__(self):
+        self.level = self.logger.level
+        self.logger.setLevel(logging.INFO)
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.level)
 
 
 class TimmFamily:
@@ -100,11 +125,17 @@ class TimmBackbone(Backbone):
         if weights_file is not None:
             kwargs["pretrained_cfg_overlay"] = {"file": weights_file}
         try:
-            self.model = timm.create_model(tagged, pretrained=weights_file is not None, num_classes=0, **kwargs)
-        except ModelError:
-            raise
+            with _MissingKeys() as report:
+                self.model = timm.create_model(
+                    tagged, pretrained=weights_file is not None, num_classes=0, **kwargs
+                )
         except Exception as exc:  # timm raises many types (shape mismatches, bad files...)
             raise ModelError(f"cannot create backbone {name!r} (pretrained={pretrained!r}): {exc}") from None
+        if report.message:  # timm loads non-strictly when the classifier is dropped; we do not
+            raise ModelError(
+                f"cannot create backbone {name!r}: the weights in {weights_file} do not fit it "
+                f"({report.message[:300]}...); give weights saved from {name}"
+            )
         if image_size:
             self.preprocess["image_size"] = image_size
         self.multi_scale = multi_scale

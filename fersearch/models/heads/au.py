@@ -15,13 +15,17 @@ class AUHead(nn.Module):
 
     def __init__(self, in_dim: int, num_aus: int, hidden: int = 512, dropout: float = 0.3):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_aus))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, num_aus)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.mlp(features)
 
 
-def au_loss(au_logits: torch.Tensor, au_targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def au_loss(
+    au_logits: torch.Tensor, au_targets: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean binary cross-entropy over AUs. ``mask`` (B,) or (B, A) marks labelled entries, so
     images without AU annotation add nothing. The training loop adds
     ``config.au_loss_weight * au_loss(...)`` to the expression loss."""

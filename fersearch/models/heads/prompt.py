@@ -51,17 +51,24 @@ class PromptHead(nn.Module):
         n_ctx = cfg.prompt_ctx
         tokenizer = open_clip.get_tokenizer(spec.backbone.tokenizer_name)
         texts = [" ".join([PLACEHOLDER] * n_ctx) + f" {n.replace('_', ' ')}." for n in names]
+        needed = tokenizer(texts, context_length=512).argmax(-1) + 1  # EOT has the largest id
+        if needed.max() > self.text.context_length:
+            longest = texts[int(needed.argmax())]
+            raise ModelError(
+                f"prompt head: {longest!r} needs {int(needed.max())} tokens, CLIP's text tower takes "
+                f"{self.text.context_length}; use fewer context vectors (prompt_ctx) or shorter class names"
+            )
         ids = tokenizer(texts, context_length=self.text.context_length)  # (K, L), SOS at 0
-        if (ids.argmax(-1) < n_ctx + 2).any():
-            raise ModelError(f"prompt head: prompts do not fit CLIP's {self.text.context_length} tokens")
         self.register_buffer("token_ids", ids)
         self.n_ctx = n_ctx
         n_sets = spec.num_classes if cfg.prompt_class_specific else 1
         self.ctx = nn.Parameter(torch.randn(n_sets, n_ctx, self.text.width) * 0.02)
 
-        embed_dim = self.text.text_projection.shape[-1] if not isinstance(
-            self.text.text_projection, nn.Linear
-        ) else self.text.text_projection.out_features
+        embed_dim = (
+            self.text.text_projection.shape[-1]
+            if not isinstance(self.text.text_projection, nn.Linear)
+            else self.text.text_projection.out_features
+        )
         self.pool = create_pool(spec.pool, spec.in_dim)
         self.dropout = nn.Dropout(head_dropout(cfg))
         # identity for CLIP's own tokens; a learned map when the neck changed the width

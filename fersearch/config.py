@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 
-
 # The attention blocks of fersearch.models.necks (a test keeps the two lists equal).
 ATTENTION_BLOCKS = ("cbam", "dual", "eca", "se")
 

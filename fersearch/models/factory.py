@@ -1,87 +1,106 @@
-"""create_model(config, num_classes): a timm backbone with a linear or MLP head.
+"""create_model(config, num_classes): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU].
+
+    out = model(x)                      # x: (B, 3, H, W) face crops, normalised with
+                                        #    model.preprocess (mean, std, image_size)
+    out = model(x, context=c)           # c: (B, 3, H, W) context/body images, for fusion models
+    out = model(clip_x)                 # clip_x: (B, T, 3, H, W) frames, pooled over time
+    out["logits"]     (B, K)            # always
+    out["features"]   (B, D)            # what the classifier read
+    out["au_logits"]  (B, A)            # only when config.au_classes > 0
 
 The model owns its preprocessing: mean, std and default input size come from the backbone's
-pretrained config (timm's ``resolve_data_config``), never typed in by hand.
+pretrained config (timm's data config, open_clip's preprocess config), never typed in by hand.
 """
 
 from __future__ import annotations
 
-import difflib
-from functools import lru_cache
-
-import timm
 import torch
-from timm.models import get_pretrained_cfg
 from torch import nn
 
 from ..config import TrialConfig
 from ..errors import ModelError
-
-
-@lru_cache(maxsize=1)
-def list_backbones() -> tuple[str, ...]:
-    return tuple(timm.list_models())
-
-
-def validate_backbone(name: str) -> None:
-    if name in list_backbones():
-        return
-    close = difflib.get_close_matches(name, list_backbones(), n=5, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ModelError(
-        f"unknown backbone {name!r}{hint} Any timm model name works "
-        f"(`python -c \"import timm; print(timm.list_models('convnext*'))\"` lists them)"
-    )
+from .backbones import backbone_preprocess, create_backbone, validate_backbone
+from .fusion import create_fusion
+from .heads import AUHead, HeadSpec, create_head
+from .necks import Neck
+from .optim import apply_freezing
+from .temporal import create_temporal
 
 
 def preprocess_for(config: TrialConfig) -> dict:
     """Mean, std and input size from the backbone's pretrained config; image_size overrides
-    the size (small sizes make CPU runs fast)."""
+    the size (small sizes make CPU runs fast). Cheap: builds no model."""
     validate_backbone(config.backbone)
-    pretrained_cfg = get_pretrained_cfg(config.backbone)
-    data_cfg = timm.data.resolve_data_config(
-        {}, pretrained_cfg=pretrained_cfg.to_dict() if pretrained_cfg else {}
-    )
-    return {
-        "mean": [float(v) for v in data_cfg["mean"]],
-        "std": [float(v) for v in data_cfg["std"]],
-        "image_size": config.image_size or int(data_cfg["input_size"][-1]),
-    }
+    pre = backbone_preprocess(config.backbone, config.pretrained)
+    if config.image_size:
+        pre["image_size"] = config.image_size
+    return pre
 
 
 class FERModel(nn.Module):
-    """backbone (pooled features) -> dropout -> head. forward returns {'logits', 'features'}."""
-
-    def __init__(self, config: TrialConfig, num_classes: int):
+    def __init__(self, config: TrialConfig, num_classes: int, class_names: list[str] | None = None):
         super().__init__()
-        validate_backbone(config.backbone)
-        try:
-            self.backbone = timm.create_model(
-                config.backbone, pretrained=bool(config.pretrained), num_classes=0
-            )
-        except Exception as exc:  # timm raises many types; offline hub failures among them
-            raise ModelError(
-                f"cannot create backbone {config.backbone!r} (pretrained={config.pretrained!r}): "
-                f"{exc}. Pretrained weights are never downloaded at run time here: set "
-                f"pretrained: false or provide the weights locally"
-            ) from None
-        width = self.backbone.num_features
-        self.dropout = nn.Dropout(config.dropout)
-        if config.head == "mlp":
-            self.head = nn.Sequential(
-                nn.Linear(width, config.head_hidden),
-                nn.GELU(),
-                nn.Dropout(config.dropout),
-                nn.Linear(config.head_hidden, num_classes),
-            )
-        else:
-            self.head = nn.Linear(width, num_classes)
-        self.preprocess = preprocess_for(config)
+        self.backbone = create_backbone(
+            config.backbone,
+            pretrained=config.pretrained,
+            image_size=config.image_size,
+            multi_scale=config.fpn,
+            keep_text=config.head == "prompt",
+        )
+        self.neck = Neck(self.backbone.channels, config.attention, config.fpn, config.fpn_dim)
+        dim = self.neck.out_channels
+        # class tokens pass through the neck untouched, so they survive only if the width does
+        self.keeps_prefix = dim == self.backbone.channels[-1]
+        self.fusion = (
+            None
+            if config.fusion == "none"
+            else create_fusion(config.fusion, dim, heads=config.fusion_heads, layers=config.fusion_layers)
+        )
+        self.temporal = create_temporal(config.temporal, dim)
+        pool = config.pool or ("cls" if self._has_prefix() else "avg")
+        spec = HeadSpec(
+            dim, num_classes, config, pool=pool, backbone=self.backbone, class_names=list(class_names or [])
+        )
+        self.head = create_head(config.head, spec)
+        self.au_head = AUHead(self.head.out_features, config.au_classes) if config.au_classes else None
+        self.preprocess = self.backbone.preprocess
+        apply_freezing(self, config)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(x)  # (B, num_features), pooled by timm
-        return {"logits": self.head(self.dropout(features)), "features": features}
+    def _has_prefix(self) -> bool:
+        return self.backbone.num_prefix > 0 and self.keeps_prefix
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(B, 3, H, W) -> tokens (B, P + h*w, C) and P, the number of leading class tokens."""
+        feats = self.backbone(x)
+        fmap = self.neck(feats.maps)  # (B, C, h, w)
+        tokens = fmap.flatten(2).transpose(1, 2)
+        if feats.prefix is not None and self.keeps_prefix:
+            return torch.cat([feats.prefix, tokens], dim=1), feats.prefix.shape[1]
+        return tokens, 0
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        frames = x.shape[1] if x.ndim == 5 else None
+        if frames:  # (B, T, 3, H, W): every frame through the image path
+            x = x.flatten(0, 1)
+            context = context.flatten(0, 1) if context is not None else None
+        tokens, num_prefix = self.encode(x)
+        if self.fusion is not None:
+            if context is None:
+                raise ModelError("this model fuses face and context images: call model(face, context=ctx)")
+            ctx_tokens, _ = self.encode(context)
+            tokens = self.fusion(tokens, ctx_tokens)
+        if frames:
+            tokens = self.temporal(tokens.unflatten(0, (-1, frames)))  # (B, T, N, C) -> (B, N, C)
+        features, logits = self.head(tokens, num_prefix)
+        out = {"logits": logits, "features": features}
+        if self.au_head is not None:
+            out["au_logits"] = self.au_head(features)
+        return out
 
 
-def create_model(config: TrialConfig, num_classes: int) -> FERModel:
-    return FERModel(config, num_classes)
+def create_model(config: TrialConfig, num_classes: int, class_names: list[str] | None = None) -> FERModel:
+    """Build the model a trial describes. ``class_names`` feed the prompt head's text prompts
+    (other heads ignore them)."""
+    if num_classes < 2:
+        raise ModelError(f"a classifier needs at least 2 classes; got {num_classes}")
+    return FERModel(config, num_classes, class_names)

@@ -18,7 +18,7 @@ from ..config import TrialConfig
 from ..data.decode import SplitArrays
 from ..data.loader import make_train_loader
 from ..metrics import summarize
-from ..models import FERModel, create_model
+from ..models import FERModel, create_model, param_groups
 from .augment import flip_and_shift, to_input
 from .evaluate import _autocast, predict_probs
 from .losses import smooth_one_hot, soft_cross_entropy
@@ -67,13 +67,10 @@ def fit(
             f"{pre['image_size']} px; decode the split at the model's size"
         )
 
-    # No weight decay on biases and norm parameters (the usual AdamW practice).
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-    )
+    # --- parameter groups (fersearch.models.param_groups): per-part learning rates for backbone,
+    # head and prompt; no weight decay on biases, norms and embeddings; frozen parameters left out.
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr)
+    # --- end parameter groups ---
     n = len(train.labels)
     batch_size = min(config.batch_size, n)
     steps_per_epoch = n // batch_size  # drop the last partial batch: mixup and BN want full ones

@@ -23,6 +23,8 @@ DATA_ATTR = "fersearch:data"
 BUDGET_ATTR = "fersearch:n_trials"
 VERSION_ATTR = "fersearch:version"
 SURPLUS_ATTR = "fersearch:surplus"
+INTERRUPTED_ATTR = "fersearch:interrupted"
+SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # failed by SIGINT/SIGTERM and re-queued to resume
 
 
 @dataclass
@@ -71,8 +73,10 @@ def create_study(
     data: DataConfig,
     n_trials: int | None,
     storage_url: str | None = None,
+    seed_recipes: bool = False,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study, or load it if it exists. Returns (study, created)."""
+    """Create the study, or load it if it exists. Returns (study, created).
+    ``seed_recipes``: enqueue the seed documents' presets as the first trials, once, here."""
     storage = open_storage(storage_url)
     if name in study_names(storage):
         return load_study(name, storage_url, storage=storage), False
@@ -91,6 +95,12 @@ def create_study(
     study.set_user_attr(DATA_ATTR, data.model_dump(mode="json"))
     study.set_user_attr(BUDGET_ATTR, n_trials)
     study.set_user_attr(VERSION_ATTR, __version__)
+    # ---- seed recipes: enqueued only by the process that created the study ----
+    if seed_recipes:
+        from ..presets import enqueue_presets
+
+        study.set_user_attr(SEED_RECIPES_ATTR, enqueue_presets(study, space))
+    # ---- end seed recipes ----
     return study, True
 
 
@@ -123,9 +133,12 @@ def settings(study: optuna.Study) -> StudySettings:
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that use up the budget: started ones, minus surplus ones ended unrun."""
+    """Trials that use up the budget: started ones, minus surplus ones ended unrun and
+    interrupted ones (their re-queued copy counts)."""
     return [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.state != TrialState.WAITING and not t.user_attrs.get(SURPLUS_ATTR)
+        if t.state != TrialState.WAITING
+        and not t.user_attrs.get(SURPLUS_ATTR)
+        and not t.user_attrs.get(INTERRUPTED_ATTR)  # its re-queued copy counts instead
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -17,10 +18,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..data import load_manifest
 from ..data.decode import decode_split
 from ..models import preprocess_for
-from ..train import TrainingDiverged, fit
+from ..presets import preset_values
+from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
 from ..version import code_version
 from .space import resolve_config, sample_params
 from .study import SURPLUS_ATTR, StudySettings, counted_trials, load_study, settings
+from .trial_state import (
+    checkpoint_dir_for,
+    default_artifacts_dir,
+    remove_training_state,
+    requeue_interrupted,
+    resume_info,
+)
 
 
 class _Surplus(Exception):
@@ -51,11 +60,20 @@ def _progress(console: Console) -> Progress:
 class Objective:
     """One callable per worker; keeps the decoded dataset across trials."""
 
-    def __init__(self, study: optuna.Study, cfg: StudySettings, progress: Progress):
+    def __init__(
+        self,
+        study: optuna.Study,
+        cfg: StudySettings,
+        progress: Progress,
+        artifacts_dir: Path | None = None,
+        stop: GracefulStop | None = None,
+    ):
         self.study = study
         self.cfg = cfg
         self.progress = progress
         self.manifest = load_manifest(cfg.data)
+        self.artifacts_dir = artifacts_dir or Path(".fersearch")
+        self.stop = stop
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
         if self.cfg.n_trials is None:
@@ -72,7 +90,15 @@ class Objective:
             raise _Surplus()
         t0 = time.perf_counter()
         params = sample_params(trial, self.cfg.space)
-        config = resolve_config(self.cfg.space, params, self.cfg.data, seed=trial.number)
+        # ---- presets, retries and checkpoints (training recipes) ----
+        # A seed-recipe trial fills in what the space leaves open; a retry of an interrupted
+        # trial keeps that trial's seed and resumes from its checkpoint.
+        resume_from, seed = resume_info(trial)
+        extra = preset_values(trial, self.cfg.space)
+        config = resolve_config(self.cfg.space, {**extra, **params}, self.cfg.data, seed=seed)
+        ckpt_dir = checkpoint_dir_for(self.artifacts_dir, self.study.study_name, trial.number)
+        trial.set_user_attr("checkpoint_dir", str(ckpt_dir))
+        # ---- end ----
         trial.set_user_attr("config", config.to_json_dict())
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("code_version", code_version())
@@ -86,6 +112,7 @@ class Objective:
 
         uar_hist: list[float] = []
         war_hist: list[float] = []
+        stage_hist: list[int] = []
         task = self.progress.add_task(
             f"trial {trial.number} epoch 1/{config.epochs}", total=None, info=_short(params)
         )
@@ -99,6 +126,8 @@ class Objective:
             war_hist.append(round(rec["war"], 5))
             trial.set_user_attr("uar_per_epoch", uar_hist)
             trial.set_user_attr("war_per_epoch", war_hist)
+            stage_hist.append(rec["stage"])
+            trial.set_user_attr("stage_per_epoch", stage_hist)  # the curriculum stage (1-4)
             trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
             trial.report(rec["uar"], step)
             self.progress.update(
@@ -111,12 +140,37 @@ class Objective:
                 raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
 
         try:
-            result = fit(config, train, val, self.manifest.num_classes, on_epoch, on_batch)
+            result = fit(
+                config,
+                train,
+                val,
+                self.manifest.num_classes,
+                on_epoch,
+                on_batch,
+                checkpoint_dir=ckpt_dir,
+                resume_from=resume_from,
+                should_stop=self.stop,
+            )
         except TrainingDiverged as exc:
             trial.set_user_attr("pruned_reason", str(exc))
+            remove_training_state(ckpt_dir)
             raise optuna.TrialPruned(str(exc)) from None
+        except TrainingInterrupted as exc:
+            # Saved at the exact step: fail this trial and queue a copy that resumes from it.
+            requeue_interrupted(self.study, trial, exc, seed, self.stop.signal_name if self.stop else "")
+            raise
+        except optuna.TrialPruned:
+            remove_training_state(ckpt_dir)
+            raise
         finally:
             self.progress.remove_task(task)
+        remove_training_state(ckpt_dir)  # best.json (the best weights) stays
+        if resume_from is not None:
+            remove_training_state(Path(resume_from).parent)
+        if result.resumed_from_epoch is not None:
+            trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
+        if result.swa_metrics is not None:
+            trial.set_user_attr("swa_val_uar", round(result.swa_metrics["uar"], 5))
         trial.set_user_attr("best_epoch", result.best_epoch + 1)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
         return result.best_uar
@@ -134,20 +188,27 @@ def run_worker(
     storage_url: str | None = None,
     timeout: float | None = None,
     console: Console | None = None,
+    artifacts_dir: str | Path | None = None,
 ) -> WorkerSummary:
-    """Run trials until the study's budget is used up (or ``timeout`` seconds have passed)."""
+    """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
+
+    SIGINT/SIGTERM: the running trial saves an ``interrupted`` checkpoint, is re-queued to
+    resume from it, and the worker returns. Checkpoints live under ``artifacts_dir`` (default:
+    $FERSEARCH_ARTIFACTS, else beside an embedded journal, else ./.fersearch).
+    """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(study_name, storage_url)
     cfg = settings(study)
     summary = WorkerSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
+    artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
 
     def budget_left() -> bool:
         return cfg.n_trials is None or len(counted_trials(study)) < cfg.n_trials
 
-    with _progress(console) as progress:
-        objective = Objective(study, cfg, progress)
+    with _progress(console) as progress, GracefulStop() as stop:
+        objective = Objective(study, cfg, progress, artifacts, stop)
         trials_task = progress.add_task(
             f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
         )
@@ -156,10 +217,14 @@ def run_worker(
             study.optimize(
                 objective,
                 n_trials=1,
-                catch=(_Surplus, RuntimeError),
+                catch=(_Surplus, RuntimeError, TrainingInterrupted),
                 callbacks=[lambda s, t: finished.append(t)],
             )
             last = finished[-1]
+            if stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
+                progress.console.print(_describe(last, study))
+                progress.console.print(f"worker stopped by {stop.signal_name}")
+                break
             if last.user_attrs.get(SURPLUS_ATTR):
                 break
             state = last.state.name.lower()
@@ -181,5 +246,7 @@ def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
         epoch = t.user_attrs.get("pruned_at_epoch", "?")
         reason = t.user_attrs.get("pruned_reason", "")
         return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
+    if t.user_attrs.get("interrupted_checkpoint"):
+        return f"trial {t.number:3d} [yellow]interrupted[/], re-queued to resume  {best_txt}"
     reason = t.system_attrs.get("fail_reason", "")
     return f"trial {t.number:3d} [red]{t.state.name.lower()}[/] {reason}  {best_txt}"

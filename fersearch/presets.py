@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed 000: CLIP-CAER to 70% UAR on RAER. ViT-B/16 CLIP image tower (timm's), 50 epochs,
     # image-encoder lr 1e-6, label smoothing 0.2, smaller batch.
     "clip_caer_70": {
-        "backbone": "vit_base_patch16_clip_224.openai",
+        "backbone": "vit_base_patch16_clip_224",  # timm; weights tag .openai
         "epochs": 50,
         "lr": 1e-6,
         "label_smoothing": 0.2,

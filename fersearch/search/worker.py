@@ -6,6 +6,7 @@ study-wide trial budget stored at creation decides when every worker stops.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,7 @@ class Objective:
         self.manifest = load_manifest(cfg.data)
         self.artifacts_dir = artifacts_dir or Path(".fersearch")
         self.stop = stop
+        self.interrupted_numbers: set[int] = set()
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
         if self.cfg.n_trials is None:
@@ -158,6 +160,7 @@ class Objective:
         except TrainingInterrupted as exc:
             # Saved at the exact step: fail this trial and queue a copy that resumes from it.
             requeue_interrupted(self.study, trial, exc, seed, self.stop.signal_name if self.stop else "")
+            self.interrupted_numbers.add(trial.number)
             raise
         except optuna.TrialPruned:
             remove_training_state(ckpt_dir)
@@ -207,8 +210,12 @@ def run_worker(
     def budget_left() -> bool:
         return cfg.n_trials is None or len(counted_trials(study)) < cfg.n_trials
 
+    # An interrupted trial is reported in one line below, not as Optuna's failure traceback.
+    quiet = _QuietInterrupted()
+    logging.getLogger("optuna.study._optimize").addFilter(quiet)
     with _progress(console) as progress, GracefulStop() as stop:
         objective = Objective(study, cfg, progress, artifacts, stop)
+        objective.interrupted_numbers = quiet.numbers
         trials_task = progress.add_task(
             f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
         )
@@ -231,7 +238,18 @@ def run_worker(
             summary.finished[state] = summary.finished.get(state, 0) + 1
             progress.console.print(_describe(last, study))
             progress.update(trials_task, completed=len(counted_trials(study)))
+    logging.getLogger("optuna.study._optimize").removeFilter(quiet)
     return summary
+
+
+class _QuietInterrupted(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
 
 
 def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:

@@ -8,9 +8,10 @@ Seed 002's four stages ("slow and steady, accelerate, then land") over 100 epoch
     3 UAR push      41-75    10.0  weighted  1.2   base
     4 cooldown      76-100   3.0   weighted  0.8   lowered by milestones (epochs 76 and 88)
 
-Stage starts are fractions of the epoch budget (0.16, 0.41, 0.76): stage s begins at epoch
-floor(start_s * epochs), which gives the table above for 100 (or 101) epochs and scales it to any
-other budget. With ``curriculum`` off the plan is one stage holding the plain settings
+Stage starts are fractions of the epoch budget (0.16, 0.41, 0.76): stage s begins at the first
+epoch at or after start_s * epochs, which gives the table above for a budget of 100 epochs
+(numbered 0-99; the table's "100" is the end of the budget) and scales it to any other budget
+(6 epochs: stages 1, 2, 2, 3, 3, 4). With ``curriculum`` off the plan is one stage holding the plain settings
 (``class_weight_cap``, ``logit_adjust_tau``, ``sampler``), so the loop always reads its per-epoch
 values from here.
 """
@@ -38,7 +39,7 @@ class EpochPlan:
 
 def epoch_at(fraction: float, epochs: int) -> int:
     """The first epoch at or after ``fraction`` of the budget (tolerant of 0.41 * 100 = 41.000...1)."""
-    return math.floor(fraction * epochs + 1e-9)
+    return math.ceil(fraction * epochs - 1e-9)
 
 
 def stage_starts(config: TrialConfig) -> list[int]:

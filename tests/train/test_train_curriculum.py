@@ -61,3 +61,20 @@ def test_without_curriculum_one_stage_carries_the_plain_settings():
 def test_stage_starts_out_of_order_are_rejected():
     with pytest.raises(ConfigError, match="stage starts must increase"):
         tiny_config(curriculum=True, stage2_start=0.5, stage3_start=0.4)
+
+
+def test_the_curriculum_search_space_samples_valid_ordered_configs():
+    import optuna
+
+    from fersearch.config import DataConfig
+    from fersearch.search.space import load_space, resolve_config, sample_params
+
+    space = load_space("curriculum")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(20):
+        trial = study.ask()
+        config = resolve_config(space, sample_params(trial, space), DataConfig(root="."), seed=0)
+        plan = epoch_plan(config)
+        assert [r.stage for r in plan] == sorted(r.stage for r in plan)  # stages only move forward
+        assert {r.stage for r in plan} == {1, 2, 3, 4}
+        study.tell(trial, 0.0)

@@ -179,7 +179,10 @@ def _assign_labels(seed: int, split: str, counts: list[int], label_noise: float)
     """Shuffled true labels for a split and the labels written to disk after label noise.
 
     Noisy labels are a derangement of the true labels of a random subset, so each flipped label
-    differs from the truth while the per-class counts on disk stay exactly ``counts``.
+    differs from the truth while the per-class counts on disk stay exactly ``counts``. (Sorted
+    by class and rotated by the largest class's share, which is a derangement whenever no class
+    holds more than half the subset; otherwise a few keep their label. A split needs
+    ``label_noise * size >= 1.5`` for any flip at all.)
     """
     rng = np.random.default_rng([seed, _SPLIT_ID[split], _ORDER, 1])
     true = rng.permutation(np.repeat(np.arange(len(EMOTIONS)), counts))
@@ -466,7 +469,7 @@ def _draw_body(p: _Painter, idt: _Identity):
 
 
 def _head_outline(idt: _Identity, jaw_drop: float) -> tuple[np.ndarray, np.ndarray]:
-    """Face contour, counter-clockwise from the right cheek (the jaw comes first)."""
+    """Face contour, starting at the right cheek and running down round the chin first."""
     u, v = _RING40
     low = np.maximum(v, 0)  # only the lower half narrows (jaw) and stretches (AU26)
     u = u * (1 - idt.taper * low**2)
@@ -687,13 +690,16 @@ def _draw_occlusion(p: _Painter, idt: _Identity, rng):
         p.fill(mu, np.append(v[keep], [top, top - 0.05, top]), colour)
     else:  # an object entering from an image edge (microphone, shoulder, cup)
         size = p.img.shape[0]
-        w, a_, b_ = rng.uniform(0.15, 0.35) * size, rng.uniform(0, size), rng.uniform(0, size)
-        edge = int(rng.integers(4))
-        x1, x2 = ((0, w), (size - w, size))[edge % 2] if edge < 2 else (b_ - w, b_ + w)
-        y1, y2 = (a_ - w, a_ + w) if edge < 2 else ((0, w), (size - w, size))[edge % 2]
-        p.flush()
-        colour = tuple(rng.uniform(0, 255, 3).tolist())
-        cv2.rectangle(p.img, (int(x1), int(y1)), (int(x2), int(y2)), colour, -1)
+        (depth, half), c = rng.uniform(0.15, 0.35, 2) * size, rng.uniform(0, size)  # c: along the edge
+        box = (  # x1, y1, x2, y2 touching the left, right, top or bottom edge
+            (0, c - half, depth, c + half),
+            (size - depth, c - half, size, c + half),
+            (c - half, 0, c + half, depth),
+            (c - half, size - depth, c + half, size),
+        )[int(rng.integers(4))]
+        p.flush()  # the object is drawn in pixels, on top of everything queued so far
+        x1, y1, x2, y2 = (int(b) for b in box)
+        cv2.rectangle(p.img, (x1, y1), (x2, y2), tuple(rng.uniform(0, 255, 3).tolist()), -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -857,7 +863,9 @@ def _write_preview(root: Path, picks: dict[int, list], size: int) -> Path:
             img, intensity = samples[k]
             x = label_w + col * tile
             sheet[y : y + tile, x : x + tile] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
-            cv2.putText(sheet, f"{intensity:.2f}", (x + 2, y + tile + 11), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet, f"{intensity:.2f}", (x + 2, y + tile + 11), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA
+            )
     path = root / PREVIEW
     cv2.imwrite(str(path), sheet[..., ::-1])
     return path
@@ -881,6 +889,7 @@ def generate(
     ``progress(done, total)`` is called after each image.
     """
     _validate(n, size, seed, label_noise)
+    n, size, seed = (None if n is None else int(n)), int(size), int(seed)  # numpy ints -> JSON
     root = _prepare_out(Path(out))
     counts = split_counts(n)
     params = {

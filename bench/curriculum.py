@@ -90,7 +90,12 @@ def main() -> None:
             values = {**base, **ARMS[arm], "epochs": args.epochs, "seed": seed}
             config = build_config(values)
             t = time.perf_counter()
-            result = fit(config, train, val, manifest.num_classes)
+            tick = lambda rec: print(  # noqa: E731
+                f"  {arm} seed {seed} epoch {rec['epoch']} stage {rec['stage']} UAR {rec['uar']:.3f} "
+                f"WAR {rec['war']:.3f} ({rec['seconds']:.0f} s)",
+                flush=True,
+            )
+            result = fit(config, train, val, manifest.num_classes, on_epoch=tick)
             h = result.history
             best = h[result.best_epoch]
             run = {

@@ -117,6 +117,10 @@ def main() -> None:
                 flush=True,
             )
             print("    per epoch (stage, UAR, WAR):", run["per_epoch"], flush=True)
+            if args.out:  # after every run, so a long benchmark cut short keeps what it measured
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                raw = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs}
+                args.out.write_text(json.dumps(raw, indent=1))
 
     print(f"\nmean ± sd over seeds {args.seeds}, validation split ({len(val.labels)} images)")
     print(f"{'arm':18s} {'last UAR':>16s} {'last WAR':>16s} {'best UAR':>16s} {'best WAR':>16s}")
@@ -128,10 +132,6 @@ def main() -> None:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             cells.append(f"{statistics.mean(vals):.4f} ± {sd:.4f}")
         print(f"{arm:18s} " + " ".join(f"{c:>16s}" for c in cells))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        raw = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs}
-        args.out.write_text(json.dumps(raw, indent=1))
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ DATA_ATTR = "fersearch:data"
 BUDGET_ATTR = "fersearch:n_trials"
 VERSION_ATTR = "fersearch:version"
 SURPLUS_ATTR = "fersearch:surplus"
-INTERRUPTED_ATTR = "fersearch:interrupted"
-SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # failed by SIGINT/SIGTERM and re-queued to resume
+INTERRUPTED_ATTR = "fersearch:interrupted"  # failed by SIGINT/SIGTERM and re-queued to resume
+SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # the presets enqueued at creation
 
 
 @dataclass

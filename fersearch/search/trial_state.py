@@ -43,8 +43,22 @@ def checkpoint_dir_for(artifacts_dir: Path, study_name: str, trial_number: int) 
 
 
 def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
-    """(checkpoint to resume from or None, the seed to use) for a trial about to run."""
-    return trial.user_attrs.get(RESUME_ATTR), int(trial.user_attrs.get(SEED_ATTR, trial.number))
+    """(checkpoint to resume from or None, the seed to use) for a trial about to run.
+
+    A trial re-queued here carries both explicitly. A copy made by Optuna's heartbeat retry
+    (``RetryHeartbeatStaleTrialCallback`` copies the user attributes) inherits the dead trial's
+    ``seed`` and ``checkpoint_dir``: it resumes from the newest state found there.
+    """
+    attrs = trial.user_attrs
+    seed = int(attrs.get(SEED_ATTR, attrs.get("seed", trial.number)))
+    resume = attrs.get(RESUME_ATTR)
+    if resume is None and attrs.get("checkpoint_dir"):
+        for name in (ckpt.INTERRUPTED, ckpt.LAST):  # interrupted is written after last
+            path = Path(attrs["checkpoint_dir"]) / f"{name}.json"
+            if path.is_file():
+                resume = str(path)
+                break
+    return resume, seed
 
 
 def requeue_interrupted(study: optuna.Study, trial: optuna.Trial, exc, seed: int, signal_name: str) -> None:

@@ -210,10 +210,7 @@ def run_worker(
     def budget_left() -> bool:
         return cfg.n_trials is None or len(counted_trials(study)) < cfg.n_trials
 
-    # An interrupted trial is reported in one line below, not as Optuna's failure traceback.
-    quiet = _QuietInterrupted()
-    logging.getLogger("optuna.study._optimize").addFilter(quiet)
-    with _progress(console) as progress, GracefulStop() as stop:
+    with _progress(console) as progress, GracefulStop() as stop, _QuietInterrupted() as quiet:
         objective = Objective(study, cfg, progress, artifacts, stop)
         objective.interrupted_numbers = quiet.numbers
         trials_task = progress.add_task(
@@ -238,14 +235,25 @@ def run_worker(
             summary.finished[state] = summary.finished.get(state, 0) + 1
             progress.console.print(_describe(last, study))
             progress.update(trials_task, completed=len(counted_trials(study)))
-    logging.getLogger("optuna.study._optimize").removeFilter(quiet)
     return summary
 
 
 class _QuietInterrupted(logging.Filter):
+    """While active, Optuna's failure traceback for an interrupted trial is dropped: the worker
+    reports it in one line (the trial numbers are added by the objective)."""
+
+    LOGGER = "optuna.study._optimize"
+
     def __init__(self):
         super().__init__()
         self.numbers: set[int] = set()
+
+    def __enter__(self) -> _QuietInterrupted:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -135,3 +136,17 @@ def test_every_preset_is_a_valid_config_with_a_real_backbone(name):
     validate_presets()
     config = build_config({"data": {"root": "."}, **get_preset(name)})
     validate_backbone(config.backbone)
+
+
+def test_a_heartbeat_retry_copy_resumes_from_the_inherited_checkpoint_dir(tmp_path):
+    """RetryHeartbeatStaleTrialCallback copies user attributes: seed and checkpoint_dir carry over."""
+    from fersearch.search.trial_state import resume_info
+    from fersearch.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path, "last", {"w": torch.zeros(1)}, {"epoch": 3})
+    study = optuna.create_study()
+    study.enqueue_trial({}, user_attrs={"seed": 7, "checkpoint_dir": str(tmp_path)})
+    study.enqueue_trial({})
+    retry, fresh = study.ask(), study.ask()
+    assert resume_info(retry) == (str(tmp_path / "last.json"), 7)
+    assert resume_info(fresh) == (None, fresh.number)

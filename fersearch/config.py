@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -103,6 +103,77 @@ class TrialConfig(BaseModel):
                 f"or a '+' chain such as cbam+eca+se"
             )
         return value
+
+    # ---- training recipe (fersearch/train) --------------------------------------------------
+    # Epoch positions (stage starts, SWA, self-distillation, milestones, restart period) are
+    # fractions of the epoch budget, so one recipe scales from a 4-epoch CPU trial to 100 epochs.
+    # optimiser: AdamW or SGD with momentum; sam_rho > 0 wraps either in SAM (Foret et al. 2021)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    sam_rho: float = Field(0.0, ge=0.0, description="0: plain optimizer; >0: SAM neighbourhood size")
+    # learning-rate schedule, applied per step after the linear warm-up (plateau: per epoch)
+    schedule: Literal["warmup_cosine", "cosine_restarts", "multistep", "plateau", "constant"] = (
+        "warmup_cosine"
+    )
+    restart_period: float = Field(0.25, gt=0.0, le=1.0, description="cosine_restarts: first cycle")
+    restart_mult: int = Field(1, ge=1, description="cosine_restarts: each cycle this much longer")
+    lr_milestones: tuple[float, ...] = Field((0.5, 0.75), description="multistep: fractions")
+    lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="multistep/plateau/cooldown factor")
+    plateau_patience: int = Field(5, ge=0, description="plateau: epochs without a val UAR gain")
+    # loss: soft-target CE (label smoothing, mixup and cutmix all give soft targets) or focal
+    loss: Literal["ce", "focal"] = "ce"
+    focal_gamma: float = Field(2.0, ge=0.0)
+    # class balancing when the curriculum is off (with it on, the stage values below rule)
+    class_weight_cap: float | None = Field(None, gt=0.0, description="None: unweighted loss")
+    logit_adjust_tau: float = Field(0.0, ge=0.0, description="adds tau*log(prior) to the logits")
+    sampler: Literal["random", "weighted", "oversample"] = "random"
+    oversample_per_class: int | None = Field(None, ge=1, description="None: the largest class")
+    # mixing on the device: a batch is mixed with probability mix_prob; with both alphas > 0,
+    # cutmix_switch_prob of the mixed batches use CutMix, the others Mixup
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
+    cutmix_switch_prob: float = Field(0.5, ge=0.0, le=1.0)
+    # multi-task action units: BCE on au_logits when the data carries AU targets
+    au_loss_weight: float = Field(1.0, ge=0.0)
+    # weight averaging and distillation
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="0: off; else validate the EMA")
+    swa_start: float | None = Field(None, ge=0.0, lt=1.0, description="None: no SWA")
+    swa_lr: float | None = Field(None, gt=0.0, description="None: keep the schedule's LR")
+    self_distill_start: float | None = Field(None, ge=0.0, lt=1.0, description="EMA teacher")
+    teacher: str | None = Field(None, description="exported ensemble dir or a trial's best.json")
+    distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    distill_temperature: float = Field(4.0, gt=0.0)
+    # The curriculum (seed 002): four stages, each with a class-weight cap, a sampler and a
+    # logit-adjustment tau; LR milestones in the cooldown. The defaults are seed 002's table:
+    # epochs 0-15 / 16-40 / 41-75 / 76-100 of 100, caps 1.5/3/10/3, tau 0/0.5/1.2/0.8.
+    curriculum: bool = False
+    stage2_start: float = Field(0.16, gt=0.0, lt=1.0)
+    stage3_start: float = Field(0.41, gt=0.0, lt=1.0)
+    stage4_start: float = Field(0.76, gt=0.0, lt=1.0)
+    stage1_cap: float = Field(1.5, gt=0.0)
+    stage2_cap: float = Field(3.0, gt=0.0)
+    stage3_cap: float = Field(10.0, gt=0.0)
+    stage4_cap: float = Field(3.0, gt=0.0)
+    stage1_tau: float = Field(0.0, ge=0.0)
+    stage2_tau: float = Field(0.5, ge=0.0)
+    stage3_tau: float = Field(1.2, ge=0.0)
+    stage4_tau: float = Field(0.8, ge=0.0)
+    stage1_sampler: Literal["random", "weighted", "oversample"] = "random"
+    stage2_sampler: Literal["random", "weighted", "oversample"] = "weighted"
+    stage3_sampler: Literal["random", "weighted", "oversample"] = "weighted"
+    stage4_sampler: Literal["random", "weighted", "oversample"] = "weighted"
+    cooldown_milestones: int = Field(2, ge=0, description="LR drops spread over stage 4")
+
+    @model_validator(mode="after")
+    def _stages_in_order(self):
+        if not self.stage2_start < self.stage3_start < self.stage4_start:
+            raise ValueError(
+                f"stage starts must increase: stage2_start {self.stage2_start} < stage3_start "
+                f"{self.stage3_start} < stage4_start {self.stage4_start}"
+            )
+        return self
+
+    # ---- end of the training recipe -------------------------------------------------------------
 
     def to_json_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -21,12 +21,20 @@ def search(
     ] = None,
     data_format: Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")] = "auto",
     timeout: Annotated[float | None, typer.Option(help="Stop this worker after S seconds.")] = None,
+    seed_recipes: Annotated[
+        bool,
+        typer.Option(
+            "--seed-recipes",
+            help="When creating the study, enqueue the seed documents' recipes (fersearch/presets.py) "
+            "as its first trials.",
+        ),
+    ] = False,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
     from ..search.api import create_from_cli
     from ..search.worker import run_worker
 
-    create_from_cli(study, data, space, storage, n_trials, data_format, err)
+    create_from_cli(study, data, space, storage, n_trials, data_format, err, seed_recipes=seed_recipes)
     run_worker(study, storage, timeout=timeout, console=err)
 
 
@@ -47,4 +55,4 @@ def worker(
     """Join an existing study and run trials until its budget is used up."""
     from ..search.worker import run_worker
 
-    run_worker(study, storage, timeout=timeout, console=err, gpu=gpu, artifacts=artifacts)
+    run_worker(study, storage, timeout=timeout, console=err, gpu=gpu, artifacts_dir=artifacts)

@@ -14,7 +14,7 @@ ArtifactsOpt = Annotated[
     typer.Option(
         "--artifacts",
         help="Artifact store: a directory (shared volume) or s3://bucket. "
-        "Default: $FERSEARCH_ARTIFACTS, else ./.fersearch/artifacts",
+        "Default: $FERSEARCH_ARTIFACTS, else beside the embedded journal, else ./.fersearch",
     ),
 ]
 
@@ -29,11 +29,14 @@ def create(
         int | None, typer.Option(help="Study-wide trial budget (all workers together).")
     ] = None,
     data_format: Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")] = "auto",
+    seed_recipes: Annotated[
+        bool, typer.Option("--seed-recipes", help="Enqueue the seed recipes as the first trials.")
+    ] = False,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
     from ..search.api import create_from_cli
 
-    create_from_cli(study, data, space, storage, n_trials, data_format, err)
+    create_from_cli(study, data, space, storage, n_trials, data_format, err, seed_recipes=seed_recipes)
 
 
 @app.command()
@@ -65,7 +68,7 @@ def dashboard(
 
     backend = open_storage(storage)
     err.print(f"dashboard for {mask_url(resolve_url(storage))} at http://{host}:{port}/dashboard/")
-    run_server(backend, host=host, port=port, artifact_store=open_artifact_store(artifacts))
+    run_server(backend, host=host, port=port, artifact_store=open_artifact_store(artifacts, storage))
 
 
 @app.command("storage-proxy")

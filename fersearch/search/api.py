@@ -22,6 +22,7 @@ def create_from_cli(
     n_trials: int | None,
     data_format: str = "auto",
     console: Console | None = None,
+    seed_recipes: bool = False,
 ):
     if n_trials is not None and n_trials < 1:
         raise InvalidArgument(f"--n-trials must be at least 1 (got {n_trials})")
@@ -29,7 +30,7 @@ def create_from_cli(
     data_cfg = DataConfig(root=str(Path(data).expanduser().resolve()), format=data_format)
     manifest = load_manifest(data_cfg)  # fail now on a bad dataset, before touching the study
     data_cfg.format = manifest.format
-    created_study, created = create_study(study, space, data_cfg, n_trials, storage)
+    created_study, created = create_study(study, space, data_cfg, n_trials, storage, seed_recipes)
     if console is not None:
         where = mask_url(resolve_url(storage))
         if created:
@@ -38,10 +39,15 @@ def create_from_cli(
                 f"{len(manifest.splits['train'])} train / {len(manifest.splits['val'])} val images, "
                 f"budget {n_trials or 'unlimited'} trials"
             )
+            if seed_recipes:
+                names = created_study.user_attrs["fersearch:seed_recipes"]
+                console.print(f"enqueued seed recipes as the first trials: {', '.join(names)}")
         else:
             existing = settings(created_study)
             console.print(
                 f"joining existing study [bold]{study}[/] in {where} "
                 f"(its stored space and data are used; budget {existing.n_trials or 'unlimited'})"
             )
+            if seed_recipes:
+                console.print("[yellow]--seed-recipes ignored: seed recipes are enqueued only at creation[/]")
     return created_study

@@ -1,7 +1,7 @@
 """Per-trial files the dashboard shows (checkpoint, confusion matrix, per-class recall).
 
 Stored through ``optuna.artifacts``: a filesystem store on a shared volume by default
-(``$FERSEARCH_ARTIFACTS``, else ``./.fersearch/artifacts``), S3 when given ``s3://bucket/prefix``.
+(``$FERSEARCH_ARTIFACTS``, else beside the embedded journal or in ``./.fersearch``), S3 when given ``s3://bucket/prefix``.
 """
 
 from __future__ import annotations
@@ -16,15 +16,18 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from ..errors import InvalidArgument
 
 ENV_VAR = "FERSEARCH_ARTIFACTS"
-DEFAULT_DIR = Path(".fersearch") / "artifacts"
 
 
-def artifact_location(spec: str | None = None) -> str:
-    return spec or os.environ.get(ENV_VAR) or str(DEFAULT_DIR)
+def artifact_location(spec: str | Path | None = None, storage_url: str | None = None) -> str:
+    """--artifacts, else $FERSEARCH_ARTIFACTS, else beside an embedded journal / ./.fersearch.
+    Checkpoints go under <location>/checkpoints, the dashboard's files under <location>/store."""
+    from .trial_state import default_artifacts_dir
+
+    return str(spec or os.environ.get(ENV_VAR) or default_artifacts_dir(storage_url))
 
 
-def open_artifact_store(spec: str | None = None):
-    where = artifact_location(spec)
+def open_artifact_store(spec: str | Path | None = None, storage_url: str | None = None):
+    where = artifact_location(spec, storage_url)
     if where.startswith("s3://"):
         try:
             import boto3
@@ -35,7 +38,7 @@ def open_artifact_store(spec: str | None = None):
             ) from None
         bucket = where.removeprefix("s3://").split("/", 1)[0]
         return Boto3ArtifactStore(bucket, client=boto3.client("s3"))
-    path = Path(where)
+    path = Path(where) / "store"
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(path))
 

@@ -24,6 +24,8 @@ DATA_ATTR = "fersearch:data"
 BUDGET_ATTR = "fersearch:n_trials"
 VERSION_ATTR = "fersearch:version"
 SURPLUS_ATTR = "fersearch:surplus"
+INTERRUPTED_ATTR = "fersearch:interrupted"  # failed by SIGINT/SIGTERM and re-queued to resume
+SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # the presets enqueued at creation
 
 
 @dataclass
@@ -72,8 +74,10 @@ def create_study(
     data: DataConfig,
     n_trials: int | None,
     storage_url: str | None = None,
+    seed_recipes: bool = False,
 ) -> tuple[optuna.Study, bool]:
-    """Create the study, or load it if it exists. Returns (study, created)."""
+    """Create the study, or load it if it exists. Returns (study, created).
+    ``seed_recipes``: enqueue the seed documents' presets as the first trials, once, here."""
     storage = open_storage(storage_url)
     if name in study_names(storage):
         return load_study(name, storage_url, storage=storage), False
@@ -92,6 +96,12 @@ def create_study(
     study.set_user_attr(DATA_ATTR, data.model_dump(mode="json"))
     study.set_user_attr(BUDGET_ATTR, n_trials)
     study.set_user_attr(VERSION_ATTR, __version__)
+    # ---- seed recipes: enqueued only by the process that created the study ----
+    if seed_recipes:
+        from ..presets import enqueue_presets
+
+        study.set_user_attr(SEED_RECIPES_ATTR, enqueue_presets(study, space))
+    # ---- end seed recipes ----
     return study, True
 
 
@@ -126,8 +136,9 @@ def settings(study: optuna.Study) -> StudySettings:
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Trials that use up the budget: started ones, minus surplus ones ended unrun and failed
-    ones that were re-queued (their retry counts instead)."""
+    """Trials that use up the budget: started ones, minus surplus ones ended unrun, and
+    failed ones that were re-queued: interrupted ones and heartbeat-stale ones (their copies
+    count instead)."""
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     return [
@@ -135,6 +146,7 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         for t in trials
         if t.state != TrialState.WAITING
         and not t.user_attrs.get(SURPLUS_ATTR)
+        and not t.user_attrs.get(INTERRUPTED_ATTR)
         and not (t.state == TrialState.FAIL and t.number in retried)
     ]
 

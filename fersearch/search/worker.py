@@ -6,12 +6,9 @@ study-wide trial budget stored at creation decides when every worker stops.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..data import load_manifest
 from ..data.decode import decode_split
 from ..models import preprocess_for
-from ..train import TrainingDiverged, fit
+from ..presets import preset_values
+from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
 from ..version import code_version
 from .artifacts import open_artifact_store
 from .devices import choose_device
@@ -39,6 +37,14 @@ from .study import (
     load_study,
     settings,
     sweep_stale_trials,
+)
+from .trial_state import (
+    RETRY_OF_ATTR,
+    checkpoint_dir_for,
+    default_artifacts_dir,
+    remove_training_state,
+    requeue_interrupted,
+    resume_info,
 )
 
 
@@ -70,20 +76,32 @@ def _progress(console: Console) -> Progress:
 class Objective:
     """One callable per worker; keeps the decoded dataset across trials."""
 
-    def __init__(self, study: optuna.Study, cfg: StudySettings, progress: Progress, device: str, artifacts):
+    def __init__(
+        self,
+        study: optuna.Study,
+        cfg: StudySettings,
+        progress: Progress,
+        artifacts_dir: Path | None = None,
+        stop: GracefulStop | None = None,
+        device: str = "auto",
+        artifact_store=None,
+    ):
         self.study = study
         self.cfg = cfg
         self.progress = progress
         self.device = device
-        self.artifacts = artifacts  # an optuna artifact store, or None to skip uploads
+        self.artifact_store = artifact_store  # optuna artifact store for the dashboard, or None
         self.manifest = load_manifest(cfg.data)
+        self.artifacts_dir = artifacts_dir or Path(".fersearch")
+        self.stop = stop
+        self.interrupted_numbers: set[int] = set()
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
         if self.cfg.n_trials is None:
             return False
         me = self.study._storage.get_trial(trial._trial_id)
-        if "failed_trial" in me.system_attrs:
-            return False  # a retry of a dead worker's trial is within the budget already
+        if "failed_trial" in me.system_attrs or RETRY_OF_ATTR in me.user_attrs:
+            return False  # a retry of a dead or interrupted trial is within the budget already
         mine = trial.number
         started = [t for t in counted_trials(self.study) if t.number != mine]
         earlier = [t for t in started if (t.datetime_start, t.number) < (me.datetime_start, mine)]
@@ -96,9 +114,17 @@ class Objective:
             raise _Surplus()
         t0 = time.perf_counter()
         params = sample_params(trial, self.cfg.space)
-        config = resolve_config(self.cfg.space, params, self.cfg.data, seed=trial.number)
+        # ---- presets, retries and checkpoints (training recipes) ----
+        # A seed-recipe trial fills in what the space leaves open; a retry of an interrupted
+        # trial keeps that trial's seed and resumes from its checkpoint.
+        resume_from, seed = resume_info(trial)
+        extra = preset_values(trial, self.cfg.space)
+        config = resolve_config(self.cfg.space, {**extra, **params}, self.cfg.data, seed=seed)
         if self.device != "auto":
             config = config.model_copy(update={"device": self.device})
+        ckpt_dir = checkpoint_dir_for(self.artifacts_dir, self.study.study_name, trial.number)
+        trial.set_user_attr("checkpoint_dir", str(ckpt_dir))
+        # ---- end ----
         trial.set_user_attr("config", config.to_json_dict())
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("code_version", code_version())
@@ -112,6 +138,7 @@ class Objective:
 
         uar_hist: list[float] = []
         war_hist: list[float] = []
+        stage_hist: list[int] = []
         task = self.progress.add_task(
             f"trial {trial.number} epoch 1/{config.epochs}", total=None, info=_short(params)
         )
@@ -125,6 +152,8 @@ class Objective:
             war_hist.append(round(rec["war"], 5))
             trial.set_user_attr("uar_per_epoch", uar_hist)
             trial.set_user_attr("war_per_epoch", war_hist)
+            stage_hist.append(rec["stage"])
+            trial.set_user_attr("stage_per_epoch", stage_hist)  # the curriculum stage (1-4)
             trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
             trial.report(rec["uar"], step)
             self.progress.update(
@@ -137,20 +166,46 @@ class Objective:
                 raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
 
         try:
-            result = fit(config, train, val, self.manifest.num_classes, on_epoch, on_batch)
+            result = fit(
+                config,
+                train,
+                val,
+                self.manifest.num_classes,
+                on_epoch,
+                on_batch,
+                checkpoint_dir=ckpt_dir,
+                resume_from=resume_from,
+                should_stop=self.stop,
+            )
         except TrainingDiverged as exc:
             trial.set_user_attr("pruned_reason", str(exc))
+            remove_training_state(ckpt_dir)
             raise optuna.TrialPruned(str(exc)) from None
+        except TrainingInterrupted as exc:
+            # Saved at the exact step: fail this trial and queue a copy that resumes from it.
+            requeue_interrupted(self.study, trial, exc, seed, self.stop.signal_name if self.stop else "")
+            self.interrupted_numbers.add(trial.number)
+            raise
+        except optuna.TrialPruned:
+            remove_training_state(ckpt_dir)
+            raise
         finally:
             self.progress.remove_task(task)
+        remove_training_state(ckpt_dir)  # best.json (the best weights) stays
+        if resume_from is not None:
+            remove_training_state(Path(resume_from).parent)
+        if result.resumed_from_epoch is not None:
+            trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
+        if result.swa_metrics is not None:
+            trial.set_user_attr("swa_val_uar", round(result.swa_metrics["uar"], 5))
         trial.set_user_attr("best_epoch", result.best_epoch + 1)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
-        if self.artifacts is not None:
+        if self.artifact_store is not None:
             self._upload_artifacts(trial, result, val.labels)
         return result.best_uar
 
     def _upload_artifacts(self, trial: optuna.Trial, result, val_labels) -> None:
-        """Best checkpoint, validation confusion matrix and per-class recall, for the dashboard."""
+        """Best weights, validation confusion matrix and per-class recall, for the dashboard."""
         from safetensors.torch import save_file
 
         from ..metrics import summarize
@@ -161,11 +216,11 @@ class Objective:
             files = plot_trial_figures(
                 m["confusion_matrix"], list(self.manifest.class_names), m["per_class"]["recall"], Path(tmp)
             )
-            ckpt = Path(tmp) / "best.safetensors"
+            weights = Path(tmp) / "best.safetensors"
             state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-            save_file(state, str(ckpt), metadata={"config": json.dumps(trial.user_attrs["config"])})
-            files["best.safetensors"] = ckpt
-            upload_trial_files(self.artifacts, trial, files)
+            save_file(state, str(weights), metadata={"config": json.dumps(trial.user_attrs["config"])})
+            files["best.safetensors"] = weights
+            upload_trial_files(self.artifact_store, trial, files)
 
 
 def _short(params: dict) -> str:
@@ -180,31 +235,42 @@ def run_worker(
     storage_url: str | None = None,
     timeout: float | None = None,
     console: Console | None = None,
+    artifacts_dir: str | Path | None = None,
     gpu: str | None = None,
-    artifacts: str | None = None,
     upload_artifacts: bool = True,
 ) -> WorkerSummary:
     """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
 
-    ``gpu``: a CUDA device index, ``auto`` (the first GPU no other worker on this host holds),
-    or None (CUDA if present, else CPU).
+    SIGINT/SIGTERM: the running trial saves an ``interrupted`` checkpoint, is re-queued to
+    resume from it, and the worker returns. Checkpoints and the dashboard's artifact store live
+    under ``artifacts_dir`` (default: $FERSEARCH_ARTIFACTS, else beside an embedded journal,
+    else ./.fersearch). ``gpu``: a CUDA index, ``auto`` (the first GPU no other worker on this
+    host holds; the CPU when there is none) or None (CUDA if present, else the CPU).
     """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device, gpu_lock = choose_device(gpu)
+    # heartbeat=True: a killed worker's trial is failed and re-queued (RDB storages).
     study = load_study(study_name, storage_url, heartbeat=True)
     cfg = settings(study)
     summary = WorkerSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
+    artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
+    store = open_artifact_store(artifacts) if upload_artifacts else None
 
     def budget_left() -> bool:
         if cfg.n_trials is None or has_waiting(study):
-            return True
+            return True  # re-queued trials run even when the budget is otherwise used up
         return len(counted_trials(study)) < cfg.n_trials
 
-    store = open_artifact_store(artifacts) if upload_artifacts else None
-    with _progress(console) as progress, gpu_lock:
-        objective = Objective(study, cfg, progress, device, store)
+    with (
+        _progress(console) as progress,
+        gpu_lock,
+        GracefulStop() as stop,
+        _QuietInterrupted() as quiet,
+    ):
+        objective = Objective(study, cfg, progress, artifacts, stop, device, store)
+        objective.interrupted_numbers = quiet.numbers
         trials_task = progress.add_task(
             f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
         )
@@ -213,34 +279,31 @@ def run_worker(
             finished: list[optuna.trial.FrozenTrial] = []
             objective.current = None
             try:
-                with _sigterm_as_interrupt():
-                    study.optimize(
-                        objective,
-                        n_trials=1,
-                        catch=(_Surplus, RuntimeError),
-                        callbacks=[lambda s, t: finished.append(t)],
-                    )
-            except KeyboardInterrupt:
-                # Optuna marked the trial FAIL; queue it again so it resumes elsewhere or later.
-                _requeue(study, objective.current)
-                progress.console.print(
-                    f"[yellow]interrupted[/]: trial {objective.current} re-queued; exiting"
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    catch=(_Surplus, RuntimeError, TrainingInterrupted),
+                    callbacks=[lambda s, t: finished.append(t)],
                 )
-                raise
             except sqlalchemy.exc.DBAPIError as exc:
                 # A dropped connection (database restart, pg_terminate_backend): the pool
-                # pre-pings and reconnects on the next call; re-queue the trial that was hit.
+                # pre-pings and reconnects on the next call; the trial that was hit is queued
+                # again and resumes from its last checkpoint.
                 db_errors += 1
                 if db_errors > MAX_DB_ERRORS:
                     raise
                 progress.console.print(
-                    f"[yellow]database error[/] ({type(exc.orig).__name__}); retrying "
-                    f"({db_errors}/{MAX_DB_ERRORS})"
+                    f"[yellow]database connection lost[/] ({type(exc.orig).__name__}); "
+                    f"retrying ({db_errors}/{MAX_DB_ERRORS})"
                 )
                 time.sleep(min(30.0, 2.0**db_errors))
-                _requeue(study, objective.current)
+                _requeue_failed(study, objective.current)
                 continue
             last = finished[-1]
+            if stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
+                progress.console.print(_describe(last, study))
+                progress.console.print(f"worker stopped by {stop.signal_name}")
+                break
             if last.user_attrs.get(SURPLUS_ATTR):
                 break
             state = last.state.name.lower()
@@ -254,25 +317,9 @@ def run_worker(
 MAX_DB_ERRORS = 5
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (docker stop, Kubernetes eviction) takes the same clean path as Ctrl+C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _requeue(study: optuna.Study, number: int | None) -> None:
-    """Queue a FAIL'd trial again with the same parameters (as the heartbeat retry does)."""
+def _requeue_failed(study: optuna.Study, number: int | None) -> None:
+    """Queue a trial that died on a database error again, as the heartbeat retry would (the
+    copy keeps the user attributes, so it resumes from the trial's checkpoint directory)."""
     if number is None:
         return
     try:
@@ -284,8 +331,30 @@ def _requeue(study: optuna.Study, number: int | None) -> None:
             optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_RETRY, inherit_intermediate_values=True
             )(study, frozen)
-    except Exception as exc:  # never let the bookkeeping hide the original error
+    except Exception as exc:  # the bookkeeping must not hide the original error
         logging.getLogger(__name__).warning("could not re-queue trial %s: %s", number, exc)
+
+
+class _QuietInterrupted(logging.Filter):
+    """While active, Optuna's failure traceback for an interrupted trial is dropped: the worker
+    reports it in one line (the trial numbers are added by the objective)."""
+
+    LOGGER = "optuna.study._optimize"
+
+    def __init__(self):
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def __enter__(self) -> _QuietInterrupted:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger(self.LOGGER).removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
 
 
 def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
@@ -300,5 +369,7 @@ def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
         epoch = t.user_attrs.get("pruned_at_epoch", "?")
         reason = t.user_attrs.get("pruned_reason", "")
         return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
+    if t.user_attrs.get("interrupted_checkpoint"):
+        return f"trial {t.number:3d} [yellow]interrupted[/], re-queued to resume  {best_txt}"
     reason = t.system_attrs.get("fail_reason", "")
     return f"trial {t.number:3d} [red]{t.state.name.lower()}[/] {reason}  {best_txt}"

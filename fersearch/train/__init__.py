@@ -1,6 +1,7 @@
-"""Training: augmentation on the device, mixing, losses, schedule, and the fit loop."""
+"""Training: augmentation on the device, sampling, losses, mixing, schedules, the fit loop."""
 
 from .evaluate import predict_probs
-from .loop import FitResult, TrainingDiverged, fit
+from .interrupt import GracefulStop
+from .loop import FitResult, TrainingDiverged, TrainingInterrupted, fit
 
-__all__ = ["FitResult", "TrainingDiverged", "fit", "predict_probs"]
+__all__ = ["FitResult", "GracefulStop", "TrainingDiverged", "TrainingInterrupted", "fit", "predict_probs"]

@@ -1,4 +1,18 @@
-"""Soft-target cross-entropy: one loss for label smoothing, mixup, or both."""
+"""Losses on soft targets, so label smoothing, mixup, cutmix and logit adjustment compose.
+
+Every classification loss takes (B, K) logits and (B, K) target distributions:
+
+* ``soft_cross_entropy``: -sum_k w_k * y_k * log softmax(z + tau * log prior)_k, mean over the
+  batch. With one-hot targets this is ``F.cross_entropy(z + tau*log prior, y, weight=w)`` for
+  probability targets (PyTorch's convention: class weights inside the sum, mean over samples).
+* ``focal_loss``: the same with each term scaled by (1 - p_k)^gamma (Lin et al. 2017); the class
+  weights play focal's per-class alpha.
+* logit adjustment (Menon et al. 2021, "Long-tail learning via logit adjustment"): training adds
+  tau * log(prior) to the logits inside the loss only; prediction uses the raw logits, which
+  then carry a margin in favour of rare classes.
+* ``au_bce``: multi-label action-unit loss for a multi-task head.
+* ``distillation_kl``: Hinton et al.'s KL(teacher_T || student_T) * T^2.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +28,56 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float) -> 
     return out
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of -sum_k target_k * log softmax(logits)_k."""
-    return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+def adjust_logits(logits: torch.Tensor, log_prior: torch.Tensor | None, tau: float) -> torch.Tensor:
+    """z + tau * log(prior), broadcast over the batch. tau = 0 or no prior: z unchanged."""
+    if log_prior is None or tau == 0:
+        return logits
+    return logits + tau * log_prior.to(logits.device, logits.dtype)
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
+) -> torch.Tensor:
+    logp = F.log_softmax(adjust_logits(logits.float(), log_prior, tau), dim=-1)  # (B, K)
+    terms = target * logp
+    if class_weights is not None:
+        terms = terms * class_weights.to(terms.device)
+    return -terms.sum(-1).mean()
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float,
+    class_weights: torch.Tensor | None = None,
+    log_prior: torch.Tensor | None = None,
+    tau: float = 0.0,
+) -> torch.Tensor:
+    logp = F.log_softmax(adjust_logits(logits.float(), log_prior, tau), dim=-1)  # (B, K)
+    terms = target * (1.0 - logp.exp()).pow(gamma) * logp
+    if class_weights is not None:
+        terms = terms * class_weights.to(terms.device)
+    return -terms.sum(-1).mean()
+
+
+def au_bce(au_logits: torch.Tensor, au_targets: torch.Tensor) -> torch.Tensor:
+    """Multi-label BCE over action units; targets in [0, 1] (presence or normalised intensity).
+    NaN targets mark unlabelled AUs and are left out of the mean."""
+    au_logits, au_targets = au_logits.float(), au_targets.float().to(au_logits.device)
+    known = ~torch.isnan(au_targets)
+    if not known.any():
+        return au_logits.sum() * 0.0  # keeps the graph; nothing to learn from this batch
+    return F.binary_cross_entropy_with_logits(au_logits[known], au_targets[known])
+
+
+def distillation_kl(
+    student_logits: torch.Tensor, teacher_probs_t: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student) at temperature T, times T^2 so its gradient scale matches CE.
+    ``teacher_probs_t`` are the teacher's probabilities already softened at T."""
+    logp_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    return F.kl_div(logp_s, teacher_probs_t.float(), reduction="batchmean") * temperature**2

@@ -1,0 +1,90 @@
+"""Where a trial's checkpoints live, and how an interrupted trial is re-queued to resume.
+
+Checkpoints: ``<artifacts>/checkpoints/<study>/trial_<n>/`` (``last``, ``interrupted``, ``best``;
+see fersearch/train/checkpoint.py). ``<artifacts>`` is $FERSEARCH_ARTIFACTS, else the folder of
+an embedded journal file, else ./.fersearch. Workers on several hosts need it on a shared volume
+for a retry on another host to find the checkpoint.
+
+An interrupted trial (SIGINT/SIGTERM) is marked FAIL with the checkpoint recorded, left out of
+the study's trial budget, and a copy with the same parameters, preset and seed is enqueued
+carrying ``fersearch:resume_from``: the next worker to ask runs it from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import optuna
+
+from ..presets import PRESET_ATTR
+from ..train import checkpoint as ckpt
+from .storage import resolve_url
+from .study import INTERRUPTED_ATTR
+
+ARTIFACTS_ENV = "FERSEARCH_ARTIFACTS"
+RESUME_ATTR = "fersearch:resume_from"
+RETRY_OF_ATTR = "fersearch:retry_of"
+SEED_ATTR = "fersearch:seed"
+
+
+def default_artifacts_dir(storage_url: str | None) -> Path:
+    if os.environ.get(ARTIFACTS_ENV):
+        return Path(os.environ[ARTIFACTS_ENV])
+    url = resolve_url(storage_url)
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).resolve().parent
+    return Path(".fersearch").resolve()
+
+
+def checkpoint_dir_for(artifacts_dir: Path, study_name: str, trial_number: int) -> Path:
+    return Path(artifacts_dir) / "checkpoints" / study_name / f"trial_{trial_number}"
+
+
+def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
+    """(checkpoint to resume from or None, the seed to use) for a trial about to run.
+
+    A trial re-queued here carries both explicitly. A copy made by Optuna's heartbeat retry
+    (``RetryHeartbeatStaleTrialCallback`` copies the user attributes) inherits the dead trial's
+    ``seed`` and ``checkpoint_dir``: it resumes from the newest state found there.
+    """
+    attrs = trial.user_attrs
+    seed = int(attrs.get(SEED_ATTR, attrs.get("seed", trial.number)))
+    resume = attrs.get(RESUME_ATTR)
+    if resume is None and attrs.get("checkpoint_dir"):
+        for name in (ckpt.INTERRUPTED, ckpt.LAST):  # interrupted is written after last
+            path = Path(attrs["checkpoint_dir"]) / f"{name}.json"
+            if path.is_file():
+                resume = str(path)
+                break
+    return resume, seed
+
+
+def requeue_interrupted(study: optuna.Study, trial: optuna.Trial, exc, seed: int, signal_name: str) -> None:
+    trial.set_user_attr(INTERRUPTED_ATTR, True)
+    trial.set_user_attr("interrupted_signal", signal_name)
+    trial.set_user_attr("interrupted_at_epoch", exc.epoch)
+    trial.set_user_attr("interrupted_at_step", exc.step)
+    if exc.checkpoint is None:
+        return
+    trial.set_user_attr("interrupted_checkpoint", str(exc.checkpoint))
+    attrs = {RESUME_ATTR: str(exc.checkpoint), RETRY_OF_ATTR: trial.number, SEED_ATTR: seed}
+    if trial.user_attrs.get(PRESET_ATTR):
+        attrs[PRESET_ATTR] = trial.user_attrs[PRESET_ATTR]
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def remove_training_state(directory: str | Path) -> None:
+    """Delete the resumable state (``last``, ``interrupted``: weights + optimizer, the large
+    part); ``best`` (the best weights and config) stays."""
+    directory = Path(directory)
+    for name in (ckpt.LAST, ckpt.INTERRUPTED):
+        path = directory / f"{name}.json"
+        try:
+            tensors = json.loads(path.read_text()).get("tensors")
+        except (OSError, ValueError):
+            continue
+        path.unlink(missing_ok=True)
+        if tensors:
+            (directory / tensors).unlink(missing_ok=True)

@@ -20,12 +20,12 @@ STUDY = "demo"
 
 def run_demo(
     out: str | Path,
-    n: int = 3000,
-    trials: int = 10,
+    n: int = 1200,
+    trials: int = 8,
     top: int = 3,
     storage: str | None = None,
     space: str = "demo",
-    size: int = 64,
+    size: int = 48,
     console: Console | None = None,
 ) -> dict[str, Path]:
     from .data.synthetic import generate

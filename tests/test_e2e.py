@@ -133,3 +133,19 @@ def test_two_worker_processes_share_one_embedded_study(tmp_path, tiny_data, tiny
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
     # both processes did work
     assert all("trial" in stderr for _, stderr in outputs)
+
+
+def test_demo_command_runs_the_whole_loop(tmp_path):
+    """`fersearch demo` at a tiny size: synthesise, search, finalize, on its own embedded store."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "300", "--trials", "3", "--top", "2"]) == 0
+    assert (out / "data" / "preview.png").is_file()
+    assert (out / "study.journal").is_file()
+    for name in REPORT_FILES:
+        assert (out / "report" / name).is_file(), name
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["study"] == "demo" and 1 <= len(report["members"]) <= 2
+    # a second run starts the study afresh and reuses the data
+    assert main(["demo", "--out", str(out), "--n", "300", "--trials", "3", "--top", "1"]) == 0
+    study = optuna.load_study(study_name="demo", storage=_storage(f"journal:{out / 'study.journal'}"))
+    assert len(study.get_trials()) == 3

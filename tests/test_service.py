@@ -300,14 +300,15 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
     time.sleep(1.0)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
-    assert worker.returncode == 130, err
-    assert "Traceback" not in err and "re-queued" in err
+    assert worker.returncode == 0, err  # a clean stop: the trial is saved and re-queued
+    assert "Traceback" not in err and "stopped by SIGINT" in err
     trials = study.get_trials()
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     assert len(failed) == 1 and len(waiting) == 1
-    assert waiting[0].system_attrs["failed_trial"] == failed[0].number
+    assert failed[0].user_attrs["fersearch:interrupted"] is True
+    assert waiting[0].user_attrs["fersearch:retry_of"] == failed[0].number
     assert waiting[0].params == failed[0].params
 
     # a new worker picks the re-queued trial up and the study completes
@@ -316,3 +317,43 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
     trials = optuna.load_study(study_name="int", storage=open_storage(pg_url)).get_trials()
     assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 3
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@pytest.mark.postgres
+def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(pg_url, tmp_path, tiny_data):
+    from conftest import TINY_SPACE
+
+    from fersearch.search.api import create_from_cli
+
+    space = tmp_path / "nopruning.yaml"
+    space.write_text(yaml.safe_dump({**TINY_SPACE, "pruner": {"name": "none"}}, sort_keys=False))
+    create_from_cli("kill", tiny_data, str(space), pg_url, n_trials=2)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FERSEARCH_HEARTBEAT_INTERVAL": "1",
+           "FERSEARCH_GRACE_PERIOD": "4"}
+    cmd = [sys.executable, "-m", "fersearch.cli", "worker", "--study", "kill", "--storage", pg_url,
+           "--artifacts", str(tmp_path / "shared")]
+    victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    study = optuna.load_study(study_name="kill", storage=open_storage(pg_url))
+    deadline = time.monotonic() + 300
+    # kill it once its first trial has finished an epoch (and so written a checkpoint)
+    while time.monotonic() < deadline:
+        running = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+        if running and running[0].intermediate_values:
+            break
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    dead = next(t for t in study.get_trials() if t.state == TrialState.RUNNING)
+    time.sleep(5)  # past the grace period: the trial is stale
+
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    trials = optuna.load_study(study_name="kill", storage=open_storage(pg_url)).get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert next(t for t in trials if t.number == dead.number).state == TrialState.FAIL
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == dead.number)
+    assert retry.state == TrialState.COMPLETE
+    assert retry.params == dead.params
+    assert retry.user_attrs["resumed_from_epoch"] >= 1  # not from epoch 0
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2

@@ -15,8 +15,8 @@ def demo(
     out: Annotated[Path, typer.Option(help="Working directory for data, study and report.")] = Path(
         "fersearch-demo"
     ),
-    n: Annotated[int, typer.Option(help="Synthetic images in total.")] = 3000,
-    trials: Annotated[int, typer.Option(help="Trials to search.")] = 10,
+    n: Annotated[int, typer.Option(help="Synthetic images in total.")] = 1200,
+    trials: Annotated[int, typer.Option(help="Trials to search.")] = 8,
     top: Annotated[int, typer.Option(help="Trials to finalize.")] = 3,
     storage: StorageOpt = None,
 ) -> None:

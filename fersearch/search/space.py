@@ -153,7 +153,7 @@ def _check_keys(space: SearchSpace, source: str) -> None:
     for section in ("fixed", "params"):
         for key in getattr(space, section):
             if key not in TUNABLE_KEYS:
-                raise SearchSpaceError(f"{source}: {section}.{key}: unknown key; {one_of(key, TUNABLE_KEYS)}")
+                raise SearchSpaceError(f"{source}: {section}.{key}: unknown key; {_suggest(key)}")
     both = set(space.fixed) & set(space.params)
     if both:
         raise SearchSpaceError(f"{source}: {sorted(both)} are both fixed and sampled; keep one")
@@ -188,6 +188,28 @@ def _check_keys(space: SearchSpace, source: str) -> None:
             validate_backbone(str(name))
         except FersearchError as exc:
             raise SearchSpaceError(f"{source}: backbone: {exc}") from None
+
+
+# Names people type from other tools, mapped to fersearch's keys.
+_ALIASES = {
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "bs": "batch_size",
+    "model": "backbone",
+    "num_epochs": "epochs",
+    "smoothing": "label_smoothing",
+    "mixup": "mixup_alpha",
+}
+
+
+def _suggest(key: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, TUNABLE_KEYS, n=3, cutoff=0.6)
+    if key in _ALIASES:
+        close = [_ALIASES[key], *close]
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return f"{hint}{one_of(key, TUNABLE_KEYS, limit=len(TUNABLE_KEYS))}"
 
 
 def _validate_values(values: dict, source: str, where: str) -> None:

@@ -4,7 +4,7 @@ To add a verb: write ``commands/<verb>.py`` with an ``@app.command()`` function 
 arguments and calls the library, then import it below.
 """
 
-from . import demo, finalize, search, synth  # noqa: F401  (registration by import)
+from . import demo, explain, finalize, predict, search, synth  # noqa: F401  (registration by import)
 from ._common import app
 
 __all__ = ["app"]

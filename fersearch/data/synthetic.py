@@ -857,7 +857,9 @@ def _write_preview(root: Path, picks: dict[int, list], size: int) -> Path:
             img, intensity = samples[k]
             x = label_w + col * tile
             sheet[y : y + tile, x : x + tile] = cv2.resize(img, (tile, tile), interpolation=cv2.INTER_AREA)
-            cv2.putText(sheet, f"{intensity:.2f}", (x + 2, y + tile + 11), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                sheet, f"{intensity:.2f}", (x + 2, y + tile + 11), font, 0.35, (0, 0, 0), 1, cv2.LINE_AA
+            )
     path = root / PREVIEW
     cv2.imwrite(str(path), sheet[..., ::-1])
     return path

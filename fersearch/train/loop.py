@@ -51,7 +51,10 @@ def fit(
     num_classes: int,
     on_epoch: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    keep: str = "best",
 ) -> FitResult:
+    """keep="best": return the best validation-UAR epoch's weights; keep="last": the final
+    epoch's (for a fixed-epoch refit, where ``val`` is not held out and must not select)."""
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation, mixup
     device = resolve_device(config.device)
@@ -127,7 +130,7 @@ def fit(
             "seconds": time.perf_counter() - t0,
         }
         result.history.append(record)
-        if m["uar"] > result.best_uar:
+        if m["uar"] > result.best_uar or keep == "last":
             result.best_uar, result.best_epoch = m["uar"], epoch
             result.best_val_probs = probs
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -87,7 +87,7 @@ class FaceCropper:
         self.margin, self.min_size = margin, min_size
 
     def detect(self, rgb: np.ndarray) -> tuple[int, int, int, int] | None:
-        grey = self.cv2.equalizeHist(self.cv2.cvtColor(rgb, self.cv2.COLOR_RGB2GRAY))
+        grey = self.cv2.cvtColor(rgb, self.cv2.COLOR_RGB2GRAY)
         faces = self.cascade.detectMultiScale(
             grey, scaleFactor=1.1, minNeighbors=5, minSize=(self.min_size, self.min_size)
         )

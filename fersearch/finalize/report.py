@@ -355,6 +355,10 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
     sel = rec["selection"]
     cal = rec["calibration"]
     cf = cal["crossfit_on_validation"]
+    cal_rows = [
+        [_e(n), f"{b:+.2f}", f"{a:+.2f}"]
+        for n, b, a in zip(r["class_names"], cal["fitted_bias"], cal["bias"])
+    ]
     member_rows = []
     for m in r["members"]:
         c = m["config"]
@@ -442,10 +446,11 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
 validation UAR {sel["val_uar"]:.4f} against {
         sel["plain_mean_val_uar"]:.4f} for the plain mean of all members.</p>
 <h3>Calibration</h3>
-<p>Per-class additive log-probability offsets, tuned by coordinate ascent on validation UAR:</p>
-{_table(["class", "offset"], [[_e(n), f"{b:+.2f}"] for n, b in zip(r["class_names"], cal["bias"])])}
-<p>Cross-fitted on validation (offsets fitted on one half, scored on the other): UAR {cf["uar_before"]:.4f}
-&rarr; {cf["uar_after"]:.4f} ({cf["gain"]:+.4f}).</p>
+<p>Per-class additive log-probability offsets, tuned by coordinate ascent on validation UAR.
+Cross-fitted on validation (offsets fitted on one half, scored on the other): UAR {cf["uar_before"]:.4f}
+&rarr; {cf["uar_after"]:.4f} ({cf["gain"]:+.4f}), so calibration is
+<b id="calibration-applied">{"applied" if cal["applied"] else "not applied"}</b>.</p>
+{_table(["class", "fitted offset", "applied offset"], cal_rows)}
 
 <h2>Members</h2>
 {

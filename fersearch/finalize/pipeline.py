@@ -31,11 +31,12 @@ from ..errors import InvalidArgument, one_of
 from ..metrics import summarize
 from ..models import preprocess_for
 from ..search.study import load_study, settings
+from ..train.loop import resolve_device
 from ..version import code_version
 from . import calibrate, ensemble, tta
 from .bootstrap import bootstrap
 from .cv import cross_validate
-from .export import export_onnx, load_ensemble, save_ensemble, size_on_disk
+from .export import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk
 from .report import metrics_block, write_report
 from .retrain import MemberStore, TrainedMember, concat, save_array, split_arrays, train_member
 from .select import MemberSpec, member_specs, top_trials
@@ -210,7 +211,7 @@ def finalize(
     views_chosen = tta.view_set(view_set)
 
     def test_probs(m: TrainedMember) -> np.ndarray:
-        model = m.load_model(n_cls)
+        model = m.load_model(n_cls).to(resolve_device(m.config.device))
         p = tta.predict_views(model, test_sets[preprocess_for(m.config)["image_size"]].images, views_chosen)
         p = p.mean(0)
         save_array(m.dir / f"test_probs_{view_set}.npy", p)  # kept beside the member, for audits
@@ -238,7 +239,7 @@ def finalize(
         view_set,
         retrain_on,
     )
-    onnx_files = export_onnx(ensemble_dir, load_ensemble(ensemble_dir))
+    onnx_files = export_onnx(ensemble_dir, load_ensemble(ensemble_dir)) if onnx_available() else []
     deploy = _measure_deployment(ensemble_dir, split_arrays, manifest, latency_images)
     deploy["onnx_files"] = onnx_files
 

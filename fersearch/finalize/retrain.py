@@ -28,6 +28,7 @@ from ..data.manifest import Manifest
 from ..errors import ModelError
 from ..models import FERModel, create_model
 from ..train import fit
+from ..train.loop import resolve_device
 from . import tta
 from .select import MemberSpec
 
@@ -214,7 +215,7 @@ def train_member(
     if done is not None and done.record.get("views") == [v.name for v in views]:
         return done
     if done is not None:  # finished, but scored on other views: re-score, don't retrain
-        model = done.load_model(num_classes)
+        model = done.load_model(num_classes).to(resolve_device(spec.config.device))
         info = {k: v for k, v in done.record.items() if k in ("best_epoch", "val_uar", "history", "seconds")}
     else:
         t0 = time.perf_counter()

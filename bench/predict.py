@@ -1,11 +1,11 @@
 """Predict latency per image and size on disk of a 5-member ensemble of small backbones,
 against seed 004's deployment budgets (100 ms per image, 500 MB).
 
-The members are random-init timm models at their default 224 px (weights do not change speed or
-size); the ensemble is exported and reloaded exactly as finalize does, and timed through the
-same calls `fersearch predict` makes. Usage:
+The members are random-init timm models, 224 px unless --size says otherwise (weights do not
+change speed or size); the ensemble is exported and reloaded exactly as finalize does, and
+timed through the same calls `fersearch predict` makes. Usage:
 
-    PYTHONPATH=. python bench/predict.py [--images 30] [--threads 2] [--device cpu]
+    PYTHONPATH=. python bench/predict.py [--images 30] [--threads 1] [--size 224] [--device cpu]
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ CLASSES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neut
 BUDGET_MS, BUDGET_BYTES = 100.0, 500 * 1024 * 1024
 
 
-def build(out: Path, view_set: str) -> None:
+def build(out: Path, view_set: str, backbones: list[str], size: int) -> None:
     members = []
-    for i, name in enumerate(BACKBONES):
-        config = build_config({"data": {"root": "."}, "backbone": name, "seed": i})
+    for i, name in enumerate(backbones):
+        config = build_config({"data": {"root": "."}, "backbone": name, "seed": i, "image_size": size})
         members.append(
             (create_model(config, len(CLASSES)).eval(), {"id": name, "config": config.to_json_dict()})
         )
@@ -60,7 +60,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=30)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backbones", default=",".join(BACKBONES), help="comma-separated timm names")
+    ap.add_argument("--size", type=int, default=224, help="input size of every member")
     args = ap.parse_args()
+    backbones = args.backbones.split(",")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     rng = np.random.default_rng(0)
@@ -75,19 +78,22 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads, device {device}, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"members: {', '.join(BACKBONES)} at 224 px; {args.images} images per row\n")
+    print(f"members: {', '.join(backbones)} at {args.size} px; {args.images} images per row\n")
     print(
         f"{'TTA':<6}{'path':<38}{'wall ms/img':>12}{'p90':>8}{'CPU ms/img':>11}{'budget':>8}"
         f"{'size MiB':>10}{'budget':>8}"
     )
     for view_set in ("none", "flip"):
         d = tmp / f"ens_{view_set}"
-        build(d, view_set)
+        build(d, view_set, backbones, args.size)
         ens = load_ensemble(d).to(device)
         size = size_on_disk(d)
-        arrays = np.stack([np.asarray(Image.open(f).convert("RGB").resize((224, 224))) for f in files])
+        arrays = np.stack([np.asarray(Image.open(f).convert("RGB").resize((args.size,) * 2)) for f in files])
         rows = [
-            ("ensemble on a 224 px array, batch 1", lambda i: ens.predict_probs(lambda s: arrays[i : i + 1])),
+            (
+                f"ensemble on a {args.size} px array, batch 1",
+                lambda i: ens.predict_probs(lambda s: arrays[i : i + 1]),
+            ),
             ("predict: JPEG file -> probs, batch 1", lambda i: predict_images(ens, [files[i]])),
         ]
         for label, fn in rows:

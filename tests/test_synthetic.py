@@ -236,7 +236,9 @@ def test_bad_arguments_are_clear_errors(tmp_path, kwargs, received):
 def test_progress_and_speed(tmp_path):
     calls: list[tuple[int, int]] = []
     start = time.perf_counter()
-    synth.generate(tmp_path / "speed", n=400, size=100, progress=lambda done, total: calls.append((done, total)))
+    synth.generate(
+        tmp_path / "speed", n=400, size=100, progress=lambda done, total: calls.append((done, total))
+    )
     rate = 400 / (time.perf_counter() - start)
     print(f"\nsynthetic generation: {rate:.0f} images/s at 100 px on one core")
     assert calls == [(i, 400) for i in range(1, 401)]

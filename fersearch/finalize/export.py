@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import platform
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from . import tta
 from .calibrate import apply_bias
 from .ensemble import combine
 from .retrain import load_weights, save_weights
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT = "fersearch-ensemble"
@@ -178,7 +181,8 @@ def load_ensemble(path: str | Path) -> Ensemble:
 
 
 def onnx_available() -> bool:
-    return importlib.util.find_spec("onnx") is not None
+    # torch's ONNX exporter needs both; neither is a fersearch dependency.
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
 
 
 def export_onnx(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
@@ -186,6 +190,20 @@ def export_onnx(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
     optional ``onnx`` package is installed; TTA, weights and calibration stay in the manifest."""
     if not onnx_available():
         return []
+    files = []
+    mpath = ensemble_dir / MANIFEST
+    manifest = json.loads(mpath.read_text())
+    try:
+        files = _export_members(ensemble_dir, ensemble)
+        manifest["onnx"] = {"files": files, "input": "normalised NCHW float32 (mean/std per member)"}
+    except Exception as exc:  # optional extra: the safetensors ensemble is already complete
+        log.warning("ONNX export failed, the ensemble is exported without it: %s", exc)
+        manifest["onnx"] = {"files": [], "error": str(exc)}
+    mpath.write_text(json.dumps(manifest, indent=2))
+    return files
+
+
+def _export_members(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
     files = []
     for i, model in enumerate(ensemble.models):
         size = model.preprocess["image_size"]
@@ -208,8 +226,4 @@ def export_onnx(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
             dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
         )
         files.append(name)
-    mpath = ensemble_dir / MANIFEST
-    manifest = json.loads(mpath.read_text())
-    manifest["onnx"] = {"files": files, "input": "normalised NCHW float32 (mean/std per member)"}
-    mpath.write_text(json.dumps(manifest, indent=2))
     return files

@@ -239,3 +239,17 @@ def test_resume_detects_a_member_trained_on_other_data(finalized, tmp_path, tiny
     rec_path.write_text(json.dumps(rec))
     with pytest.raises(ModelError, match="different config or data split"):
         _instrumented_finalize(tmp_path, tiny_data, finalized.storage)  # writes to tmp_path / "final"
+
+
+def test_onnx_export_when_the_optional_packages_are_installed(finalized, tmp_path):
+    onnx = pytest.importorskip("onnx", reason="ONNX export is optional: the onnx package is not installed")
+    pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
+    from fersearch.finalize.export import export_onnx
+
+    ens_dir = tmp_path / "ensemble"
+    shutil.copytree(finalized.out / "ensemble", ens_dir)
+    files = export_onnx(ens_dir, load_ensemble(ens_dir))
+    assert files == [f"member_{i}.onnx" for i in range(len(load_ensemble(ens_dir).models))]
+    for f in files:
+        onnx.checker.check_model(onnx.load(str(ens_dir / f)))
+    assert json.loads((ens_dir / "manifest.json").read_text())["onnx"]["files"] == files

@@ -23,6 +23,7 @@ from fersearch.metrics import summarize
 REPORT_FILES = [
     "report.json",
     "report.md",
+    "report.html",
     "confusion_matrix.png",
     "predictions.npz",
     "ensemble/manifest.json",
@@ -85,8 +86,12 @@ def _check_report(out: Path):
         for metric in ("uar", "war", "macro_f1"):
             assert report[key][metric] == pytest.approx(recomputed[metric])
         assert report[key]["confusion_matrix"] == recomputed["confusion_matrix"]
-    # the ensemble mean is the mean of its members
-    np.testing.assert_allclose(pred["test_probs"], pred["member_test_probs"].mean(0), rtol=1e-5)
+    # the ensemble is the documented combination of its members: weighted mean, then calibration
+    from fersearch.finalize.calibrate import apply_bias
+    from fersearch.finalize.ensemble import combine
+
+    combined = apply_bias(combine(pred["member_test_probs"], pred["weights"]), pred["bias"])
+    np.testing.assert_allclose(pred["test_probs"], combined, rtol=1e-5, atol=1e-6)
     assert len(report["members"]) == pred["member_test_probs"].shape[0] == 2
     md = (out / "report.md").read_text()
     assert f"{report['test']['uar']:.4f}" in md

@@ -328,10 +328,24 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(pg_url, t
     space = tmp_path / "nopruning.yaml"
     space.write_text(yaml.safe_dump({**TINY_SPACE, "pruner": {"name": "none"}}, sort_keys=False))
     create_from_cli("kill", tiny_data, str(space), pg_url, n_trials=2)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FERSEARCH_HEARTBEAT_INTERVAL": "1",
-           "FERSEARCH_GRACE_PERIOD": "4"}
-    cmd = [sys.executable, "-m", "fersearch.cli", "worker", "--study", "kill", "--storage", pg_url,
-           "--artifacts", str(tmp_path / "shared")]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "FERSEARCH_HEARTBEAT_INTERVAL": "1",
+        "FERSEARCH_GRACE_PERIOD": "4",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "fersearch.cli",
+        "worker",
+        "--study",
+        "kill",
+        "--storage",
+        pg_url,
+        "--artifacts",
+        str(tmp_path / "shared"),
+    ]
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = optuna.load_study(study_name="kill", storage=open_storage(pg_url))
     deadline = time.monotonic() + 300

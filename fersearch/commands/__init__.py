@@ -4,8 +4,8 @@ To add a verb: write ``commands/<verb>.py`` with an ``@app.command()`` function 
 arguments and calls the library, then import it below.
 """
 
-# noqa: F401 below: the imports register the verbs.
-from . import data, demo, finalize, search, service, synth  # noqa: F401
+# The imports register the verbs.
+from . import data, demo, explain, finalize, predict, search, service, synth  # noqa: F401
 from ._common import app
 
 __all__ = ["app"]

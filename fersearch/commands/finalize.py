@@ -1,4 +1,4 @@
-"""`fersearch finalize`: retrain the best trials and report."""
+"""`fersearch finalize`: retrain the best trials, ensemble, calibrate, report, export."""
 
 from __future__ import annotations
 
@@ -13,13 +13,32 @@ from ._common import StorageOpt, StudyOpt, app, err
 @app.command()
 def finalize(
     study: StudyOpt,
-    out: Annotated[Path, typer.Option(help="Output directory for report and ensemble.")],
-    top: Annotated[int, typer.Option(help="Number of best trials to retrain and ensemble.")] = 5,
+    out: Annotated[Path, typer.Option(help="Output directory for members, report and ensemble.")],
+    top: Annotated[int, typer.Option(help="Number of best distinct trials to retrain.")] = 5,
+    seeds: Annotated[int, typer.Option(help="Retraining seeds per trial (members = top x seeds).")] = 1,
+    retrain_on: Annotated[
+        str,
+        typer.Option(
+            help="train: members trained on train, epochs/ensemble/calibration chosen on val. "
+            "train+val: the same choices, then the selected members refit on train+val for "
+            "their chosen epoch count (val numbers of the refit models do not exist).",
+        ),
+    ] = "train",
+    cv: Annotated[
+        int | None, typer.Option(help="Also estimate the final recipe by stratified k-fold on train+val.")
+    ] = None,
+    tta: Annotated[
+        str,
+        typer.Option(help="auto: try every TTA view set on val and keep the best; or a set name, or none."),
+    ] = "auto",
     storage: StorageOpt = None,
 ) -> None:
-    """Retrain the top-K trials, ensemble them, evaluate once on test, write the report."""
+    """Retrain the top-K trials (resumable), choose TTA, ensemble weights and calibration on
+    validation, read the test split once for the report, export the ensemble."""
     from ..finalize import finalize as run_finalize
 
-    paths = run_finalize(study, top, out, storage, console=err)
-    err.print(f"report: {paths['md']}")
+    paths = run_finalize(
+        study, top, out, storage, console=err, seeds=seeds, retrain_on=retrain_on, cv=cv, tta_mode=tta
+    )
+    err.print(f"report: {paths['html']}")
     err.print(f"ensemble: {paths['ensemble']}")

@@ -1,13 +1,61 @@
-"""The final report: report.json (every number), report.md (for people), confusion_matrix.png."""
+"""The final report: report.json (every number), report.md and a self-contained report.html
+(figures embedded as PNG data URIs, so the one file can be mailed or attached to a ticket)."""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ..metrics import summarize
+
+# Seed 001's named confusion pairs, by the usual spellings of the class names.
+SEED001_PAIRS = [
+    ("anger", "disgust"),
+    ("anger", "neutral"),
+    ("anger", "sadness"),
+    ("fear", "surprise"),
+    ("neutral", "sadness"),
+]
+_ALIASES = {
+    "angry": "anger",
+    "sad": "sadness",
+    "happy": "happiness",
+    "surprised": "surprise",
+    "fearful": "fear",
+}
+
+
+def _canon(name: str) -> str:
+    n = name.strip().lower()
+    return _ALIASES.get(n, n)
+
+
+def most_confused(cm, class_names: list[str], top: int = 5) -> list[dict]:
+    """Directed pairs (true -> predicted) with the largest share of the true class's images."""
+    cm = np.asarray(cm, dtype=np.int64)
+    rows = cm.sum(axis=1)
+    seed_pairs = {frozenset(p) for p in SEED001_PAIRS}
+    pairs = []
+    for i in range(len(class_names)):
+        for j in range(len(class_names)):
+            if i != j and cm[i, j] > 0:
+                pairs.append(
+                    {
+                        "true": class_names[i],
+                        "predicted": class_names[j],
+                        "count": int(cm[i, j]),
+                        "share_of_true": float(cm[i, j] / rows[i]),
+                        "seed001_pair": frozenset((_canon(class_names[i]), _canon(class_names[j])))
+                        in seed_pairs,
+                    }
+                )
+    pairs.sort(key=lambda p: (-p["share_of_true"], -p["count"], p["true"], p["predicted"]))
+    return pairs[:top]
 
 
 def metrics_block(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
@@ -16,6 +64,7 @@ def metrics_block(labels: np.ndarray, probs: np.ndarray, class_names: list[str])
         name: {k: _num(m["per_class"][k][i]) for k in ("precision", "recall", "f1", "support")}
         for i, name in enumerate(class_names)
     }
+    m["most_confused"] = most_confused(m["confusion_matrix"], class_names)
     m["n"] = int(len(labels))
     return m
 
@@ -26,26 +75,144 @@ def _num(x):
 
 
 def write_report(out: Path, report: dict) -> dict[str, Path]:
-    paths = {"json": out / "report.json", "md": out / "report.md", "png": out / "confusion_matrix.png"}
+    out = Path(out)
+    paths = {
+        "json": out / "report.json",
+        "md": out / "report.md",
+        "html": out / "report.html",
+        "png": out / "confusion_matrix.png",
+        "per_class_png": out / "per_class.png",
+    }
     paths["json"].write_text(json.dumps(report, indent=2))
+    paths["png"].write_bytes(confusion_png(report["test"]["confusion_matrix"], report["class_names"]))
+    paths["per_class_png"].write_bytes(per_class_png(report["test"]["per_class"]))
     paths["md"].write_text(render_markdown(report))
-    plot_confusion(report["test"]["confusion_matrix"], report["class_names"], paths["png"])
+    paths["html"].write_text(
+        render_html(
+            report, {"confusion": paths["png"].read_bytes(), "per_class": paths["per_class_png"].read_bytes()}
+        )
+    )
     return paths
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: write the file only
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm: list[list[int]], class_names: list[str]) -> bytes:
+    """Two panels: counts, and rows normalised to the share of each true class."""
+    plt = _plt()
+    cm_arr = np.asarray(cm, dtype=float)
+    norm = cm_arr / np.maximum(cm_arr.sum(axis=1, keepdims=True), 1)
+    k = len(class_names)
+    side = 1.6 + 0.65 * k
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side + 1.0, side))
+    for ax, data, title, fmt in (
+        (axes[0], cm_arr, "counts", lambda i, j: f"{int(cm_arr[i, j])}"),
+        (axes[1], norm, "normalised by true class (recall)", lambda i, j: f"{norm[i, j]:.0%}"),
+    ):
+        vmax = max(data.max(), 1e-9)
+        im = ax.imshow(data, cmap="Blues", vmin=0, vmax=vmax)
+        ax.set_xticks(range(k), class_names, rotation=45, ha="right")
+        ax.set_yticks(range(k), class_names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"test confusion matrix: {title}", fontsize=9)
+        for i in range(k):
+            for j in range(k):
+                ax.text(
+                    j, i, fmt(i, j), ha="center", va="center", fontsize=7,
+                    color="white" if data[i, j] > 0.5 * vmax else "black",
+                )  # fmt: skip
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def per_class_png(per_class: dict) -> bytes:
+    plt = _plt()
+    names = list(per_class)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(1.5 + 0.9 * len(names), 3.4))
+    for off, key, color in (
+        (-0.27, "precision", "#4c72b0"),
+        (0.0, "recall", "#dd8452"),
+        (0.27, "f1", "#55a868"),
+    ):
+        vals = [per_class[n][key] if per_class[n][key] is not None else 0.0 for n in names]
+        ax.bar(x + off, vals, width=0.27, label=key, color=color)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test score")
+    ax.set_title("per-class precision, recall and F1 (test)", fontsize=9)
+    ax.legend(ncols=3, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _f(x, nd: int = 4) -> str:
+    return "n/a" if x is None else f"{x:.{nd}f}"
+
+
+def _ci(r: dict, split: str, name: str, metric: str) -> str:
+    lo, hi = r["bootstrap"][split]["intervals"][name][metric]
+    return f"[{lo:.4f}, {hi:.4f}]"
 
 
 def render_markdown(r: dict) -> str:
     t, v = r["test"], r["validation"]
+    final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
     lines = [
         f"# fersearch report: study `{r['study']}`",
         "",
-        f"Ensemble of {len(r['members'])} member(s), mean of softmax probabilities. "
-        f"Selected and trained on train/validation only; the test split "
-        f"({t['n']} images) was read once, for this report.",
+        r["recipe"]["hygiene"],
         "",
         "| split | UAR | WAR | macro F1 |",
         "|---|---|---|---|",
-        f"| validation | {v['uar']:.4f} | {v['war']:.4f} | {v['macro_f1']:.4f} |",
-        f"| **test** | **{t['uar']:.4f}** | **{t['war']:.4f}** | **{t['macro_f1']:.4f}** |",
+        f"| validation (after selection: optimistic) | {v['uar']:.4f} | {v['war']:.4f} "
+        f"| {v['macro_f1']:.4f} |",
+        f"| **test** | **{t['uar']:.4f}** {_ci(r, 'test', final, 'uar')} | **{t['war']:.4f}** "
+        f"{_ci(r, 'test', final, 'war')} | **{t['macro_f1']:.4f}** {_ci(r, 'test', final, 'macro_f1')} |",
+        "",
+        "95% intervals: percentile bootstrap over test images "
+        f"({r['bootstrap']['test']['n_boot']} resamples).",
+        "",
+        "## Where the gain comes from",
+        "",
+        "| predictor | val UAR | test UAR | test WAR | test macro F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for c in r["comparison"].values():
+        val = _f(c["val"]["uar"]) if c["val"] else "n/a"
+        lines.append(
+            f"| {c['label']} | {val} | {c['test']['uar']:.4f} | {c['test']['war']:.4f} | "
+            f"{c['test']['macro_f1']:.4f} |"
+        )
+    lines += ["", "| test difference | UAR (95% CI) |", "|---|---|"]
+    for name, d in r["bootstrap"]["test"]["deltas"].items():
+        lines.append(
+            f"| {name} | {d['uar']['value']:+.4f} [{d['uar']['low']:+.4f}, {d['uar']['high']:+.4f}] |"
+        )
+    lines += [
         "",
         "## Per class (test)",
         "",
@@ -53,7 +220,7 @@ def render_markdown(r: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for name, pc in t["per_class"].items():
-        cells = [f"{pc[k]:.3f}" if pc[k] is not None else "n/a" for k in ("precision", "recall", "f1")]
+        cells = [_f(pc[k], 3) for k in ("precision", "recall", "f1")]
         lines.append(f"| {name} | {' | '.join(cells)} | {int(pc['support'])} |")
     lines += [
         "",
@@ -66,51 +233,266 @@ def render_markdown(r: dict) -> str:
     ]
     for name, row in zip(r["class_names"], t["confusion_matrix"]):
         lines.append(f"| {name} | " + " | ".join(str(c) for c in row) + " |")
+    lines += ["", "Most confused (test): " + "; ".join(
+        f"{p['true']} -> {p['predicted']} {p['count']} ({p['share_of_true']:.0%})" for p in t["most_confused"]
+    ), ""]  # fmt: skip
     lines += [
-        "",
         "## Members",
         "",
-        "| member | trial | search val UAR | retrained val UAR | test UAR | backbone | epochs |",
-        "|---|---|---|---|---|---|---|",
+        "| member | trial | seed | search val UAR | retrained val UAR | best epoch | weight | test UAR "
+        "| backbone |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, m in enumerate(r["members"]):
+    for m in r["members"]:
         lines.append(
-            f"| {i} | {m['trial']} | {m['search_val_uar']:.4f} | {m['val_uar']:.4f} | "
-            f"{m['test_uar']:.4f} | {m['config']['backbone']} | {m['config']['epochs']} |"
+            f"| {m['id']} | {m['trial']} | {m['seed']} | {m['search_val_uar']:.4f} | {_f(m['val_uar'])} | "
+            f"{m['best_epoch']} | {m['weight']:.3f} | {m['test_uar']:.4f} | {m['config']['backbone']} |"
         )
-    lines += ["", f"Code version {r['code_version']}; ensemble exported to `{r['ensemble_dir']}`.", ""]
+    d = r["deployment"]
+    lines += [
+        "",
+        f"Deployment: {d['members']} member(s) x {d['views_per_member']} TTA view(s), "
+        f"{d['latency_ms_per_image_median']:.1f} ms per image (median, batch 1, {d['latency_device']}), "
+        f"{d['size_bytes'] / 2**20:.1f} MiB on disk.",
+        "",
+        f"Code version {r['code_version']}; ensemble exported to `{r['ensemble_dir']}`; see report.html.",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def plot_confusion(
-    cm: list[list[int]], class_names: list[str], path: Path, title: str = "test confusion matrix"
-) -> None:
-    import matplotlib
+# ----------------------------------------------------------------------------- html
 
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#1d2330;line-height:1.45;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
+th,td{border:1px solid #d5d9e2;padding:.3rem .55rem;text-align:right} th{background:#f1f3f8}
+td:first-child,th:first-child{text-align:left}
+.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
+.card{border:1px solid #d5d9e2;border-radius:8px;padding:.8rem 1.1rem;min-width:200px;background:#fafbfe}
+.card .v{font-size:1.9rem;font-weight:600} .card .k{color:#5a6275;font-size:.85rem}
+.note{background:#fff8e6;border-left:4px solid #e0a800;padding:.6rem .9rem;font-size:.9rem}
+.ok{color:#1a7f37} .bad{color:#b42318} .muted{color:#5a6275;font-size:.85rem}
+img{max-width:100%;border:1px solid #eee} pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.78rem}
+"""
 
-    cm_arr = np.asarray(cm, dtype=float)
-    norm = cm_arr / np.maximum(cm_arr.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(class_names), 0.8 + 0.7 * len(class_names)))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_yticks(range(len(class_names)), class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(len(class_names)):
-        for j in range(len(class_names)):
-            ax.text(
-                j,
-                i,
-                f"{int(cm_arr[i, j])}\n{norm[i, j]:.0%}",
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="white" if norm[i, j] > 0.5 else "black",
+
+def _e(x) -> str:
+    return html.escape(str(x))
+
+
+def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def render_html(r: dict, figures: dict[str, bytes]) -> str:
+    t, v = r["test"], r["validation"]
+    bt = r["bootstrap"]["test"]
+    final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
+    cards = "".join(
+        f'<div class="card"><div class="k">test {label}</div>'
+        f'<div class="v" id="test-{key}">{t[key]:.4f}</div>'
+        f'<div class="muted">95% CI {_ci(r, "test", final, key)}</div></div>'
+        for key, label in (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro F1"))
+    )
+    comp_rows = []
+    for name, c in r["comparison"].items():
+        iv = bt["intervals"][name]["uar"]
+        comp_rows.append(
+            [
+                _e(c["label"]),
+                _f(c["val"]["uar"]) if c["val"] else "n/a",
+                f"{c['test']['uar']:.4f} <span class='muted'>[{iv[0]:.4f}, {iv[1]:.4f}]</span>",
+                f"{c['test']['war']:.4f}",
+                f"{c['test']['macro_f1']:.4f}",
+            ]
+        )
+    delta_rows = []
+    for name, d in bt["deltas"].items():
+        u = d["uar"]
+        cls = "ok" if u["low"] > 0 else ("bad" if u["high"] < 0 else "")
+        delta_rows.append(
+            [
+                _e(name.replace("_", " ")),
+                f"<span class='{cls}'>{u['value']:+.4f}</span>",
+                f"[{u['low']:+.4f}, {u['high']:+.4f}]",
+                f"{d['war']['value']:+.4f}",
+                f"{d['macro_f1']['value']:+.4f}",
+            ]
+        )
+    pc_rows = [
+        [_e(n), _f(pc["precision"], 3), _f(pc["recall"], 3), _f(pc["f1"], 3), str(int(pc["support"]))]
+        for n, pc in t["per_class"].items()
+    ]
+    conf_rows = [
+        [
+            _e(p["true"]),
+            _e(p["predicted"]),
+            str(p["count"]),
+            f"{p['share_of_true']:.1%}",
+            "yes" if p["seed001_pair"] else "",
+        ]
+        for p in t["most_confused"]
+    ]
+    rec = r["recipe"]
+    tta_rows = [
+        [
+            _e(name) + (" <b>(chosen)</b>" if name == rec["tta"]["chosen"] else ""),
+            str(c["views"]),
+            f"{c['uar']:.4f}",
+            f"{c['nll']:.4f}",
+        ]
+        for name, c in rec["tta"]["candidates"].items()
+    ]
+    sel = rec["selection"]
+    cal = rec["calibration"]
+    cf = cal["crossfit_on_validation"]
+    cal_rows = [
+        [_e(n), f"{b:+.2f}", f"{a:+.2f}"]
+        for n, b, a in zip(r["class_names"], cal["fitted_bias"], cal["bias"])
+    ]
+    member_rows = []
+    for m in r["members"]:
+        c = m["config"]
+        member_rows.append(
+            [
+                _e(m["id"]) + ("" if m["selected"] else " <span class='muted'>(weight 0)</span>"),
+                _e(c["backbone"]),
+                f"{m['search_val_uar']:.4f}",
+                _f(m["val_uar"]),
+                str(m["best_epoch"]),
+                f"{m['weight']:.3f}",
+                f"{m['test_uar']:.4f}",
+                f"<details><summary>config</summary><pre>{_e(json.dumps(c, indent=1))}</pre></details>",
+            ]
+        )
+    d = r["deployment"]
+    lat_ok = d["latency_ms_per_image_median"] <= d["budgets"]["latency_ms_per_image"]
+    size_ok = d["size_bytes"] <= d["budgets"]["size_bytes"]
+    cv_html = ""
+    if r.get("cv"):
+        cvr = r["cv"]
+        s = cvr["summary"]
+        cv_html = (
+            f"<h2>{cvr['folds']}-fold cross-validation of the final recipe</h2>"
+            "<p class='muted'>Train and validation pooled, stratified folds, each predicted by members "
+            "trained on the other folds with the recipe's fixed epochs, TTA, weights and calibration. "
+            "The recipe was chosen on validation images that are in the pool: mildly optimistic.</p>"
+            + _table(
+                ["", "UAR", "WAR", "macro F1"],
+                [
+                    [name]
+                    + [
+                        f"{s[name][k]['mean']:.4f} &plusmn; {s[name][k]['std']:.4f}"
+                        for k in ("uar", "war", "macro_f1")
+                    ]
+                    for name in ("uncalibrated", "calibrated")
+                ],
             )
-    fig.colorbar(im, ax=ax, fraction=0.046, label="recall share of true class")
-    ax.set_title(f"{title} (counts and row-normalised)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            + _table(
+                ["fold", "n", "UAR", "WAR", "macro F1"],
+                [
+                    [str(f["fold"]), str(f["n"])]
+                    + [f"{f['calibrated'][k]:.4f}" for k in ("uar", "war", "macro_f1")]
+                    for f in cvr["per_fold"]
+                ],
+            )
+        )
+    counts = r["dataset"]["counts"]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>fersearch report: {_e(r["study"])}</title>
+<style>{_CSS}</style></head><body>
+<h1>fersearch report: study <code>{_e(r["study"])}</code></h1>
+<p class="muted">{_e(r["created"])} &middot; {_e(r["dataset"]["format"])} data at <code>{
+        _e(r["dataset"]["root"])
+    }</code>
+&middot; train / val / test images: {sum(counts["train"])} / {sum(counts["val"])} / {sum(counts["test"])}
+&middot; code {_e(r["code_version"])}</p>
+<div class="cards">{cards}</div>
+<p>Validation (after selection, optimistic): UAR {v["uar"]:.4f}, WAR {v["war"]:.4f}, macro F1 {
+        v["macro_f1"]:.4f}.</p>
+<p class="note">{_e(rec["hygiene"])}</p>
+
+<h2>Where the gain comes from</h2>
+{_table(["predictor", "val UAR", "test UAR [95% CI]", "test WAR", "test macro F1"], comp_rows)}
+<p class="muted">Paired bootstrap over the same {
+        bt["n_boot"]
+    } test resamples; green: the interval excludes 0.</p>
+{_table(["test difference", "UAR", "UAR 95% CI", "WAR", "macro F1"], delta_rows)}
+
+<h2>Per class (test)</h2>
+{_table(["class", "precision", "recall", "F1", "support"], pc_rows)}
+{_img(figures["per_class"], "per-class precision, recall and F1")}
+
+<h2>Confusion matrix (test)</h2>
+{_img(figures["confusion"], "test confusion matrix, counts and normalised")}
+<h3>Most confused pairs</h3>
+{_table(["true", "predicted as", "count", "share of true class", "seed 001 pair"], conf_rows)}
+
+<h2>Choices made on validation</h2>
+<h3>Test-time augmentation</h3>
+{_table(["view set", "views", "val UAR (plain mean)", "val NLL"], tta_rows)}
+<h3>Ensemble selection</h3>
+<p>{_e(sel["method"])}: sorted initialisation with the best {sel["init_size"]} member(s);
+validation UAR {sel["val_uar"]:.4f} against {
+        sel["plain_mean_val_uar"]:.4f} for the plain mean of all members.</p>
+<h3>Calibration</h3>
+<p>Per-class additive log-probability offsets, tuned by coordinate ascent on validation UAR.
+Cross-fitted on validation (offsets fitted on one half, scored on the other): UAR {cf["uar_before"]:.4f}
+&rarr; {cf["uar_after"]:.4f} ({cf["gain"]:+.4f}), so calibration is
+<b id="calibration-applied">{"applied" if cal["applied"] else "not applied"}</b>.</p>
+{_table(["class", "fitted offset", "applied offset"], cal_rows)}
+
+<h2>Members</h2>
+{
+        _table(
+            [
+                "member",
+                "backbone",
+                "search val UAR",
+                "retrained val UAR",
+                "best epoch",
+                "weight",
+                "test UAR",
+                "",
+            ],
+            member_rows,
+        )
+    }
+{cv_html}
+<h2>Deployment</h2>
+{
+        _table(
+            ["", "measured", "budget (seed 004)"],
+            [
+                [
+                    "latency per image (median, batch 1, "
+                    + _e(d["latency_device"])
+                    + f", {d['torch_threads']} threads)",
+                    f"<span class='{'ok' if lat_ok else 'bad'}'>"
+                    f"{d['latency_ms_per_image_median']:.1f} ms</span>",
+                    f"{d['budgets']['latency_ms_per_image']} ms",
+                ],
+                [
+                    "size on disk",
+                    f"<span class='{'ok' if size_ok else 'bad'}'>{d['size_bytes'] / 2**20:.1f} MiB</span>",
+                    f"{d['budgets']['size_bytes'] / 2**20:.0f} MiB",
+                ],
+            ],
+        )
+    }
+<p class="muted">{d["members"]} member(s) &times; {d["views_per_member"]} TTA view(s); exported to
+<code>{_e(r["ensemble_dir"])}</code>. Run <code>fersearch predict --model {
+        _e(r["ensemble_dir"])
+    } IMAGE...</code>.</p>
+</body></html>
+"""

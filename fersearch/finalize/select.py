@@ -1,13 +1,16 @@
-"""Pick the K best complete trials by validation UAR, merging identical configurations."""
+"""Pick the K best complete trials by validation UAR (identical configs merged) and expand
+each into its ensemble members, one per retraining seed."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 
-from ..errors import FersearchError
+from ..config import TrialConfig, build_config
+from ..errors import FersearchError, InvalidArgument
 
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
@@ -31,3 +34,31 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
         if len(chosen) == k:
             break
     return chosen
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One model to retrain: a trial's stored config with a given seed."""
+
+    trial: int
+    seed: int
+    config: TrialConfig
+    search_val_uar: float
+
+    @property
+    def id(self) -> str:
+        return f"trial{self.trial}_seed{self.seed}"
+
+
+def member_specs(trials: list[optuna.trial.FrozenTrial], seeds: int) -> list[MemberSpec]:
+    """Seed 0 of each trial is the trial's own seed (the retrain repeats the trial); the others
+    are the next integers, so ``--seeds 3`` gives seeds s, s+1, s+2."""
+    if seeds < 1:
+        raise InvalidArgument(f"--seeds must be at least 1 (got {seeds})")
+    specs = []
+    for t in trials:
+        config = build_config(t.user_attrs["config"])
+        for i in range(seeds):
+            seeded = config.model_copy(update={"seed": config.seed + i})
+            specs.append(MemberSpec(t.number, seeded.seed, seeded, float(t.value)))
+    return specs

@@ -64,11 +64,11 @@ def plot_trial_figures(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..finalize.report import plot_confusion
+    from ..finalize.report import confusion_png
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cm_path = out_dir / "confusion_matrix.png"
-    plot_confusion(confusion, class_names, cm_path, title="validation confusion matrix")
+    cm_path.write_bytes(confusion_png(confusion, class_names))
 
     recall_path = out_dir / "per_class_recall.png"
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(class_names), 3.2))

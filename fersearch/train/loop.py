@@ -114,9 +114,12 @@ def fit(
     resume_from: str | Path | None = None,
     should_stop: Callable[[], bool] | None = None,
     model: torch.nn.Module | None = None,
+    keep: str = "best",
 ) -> FitResult:
     """Train ``config`` on ``train``, validating on ``val`` every epoch. ``model`` overrides
-    ``create_model`` (tests use tiny stand-ins); it must carry a ``preprocess`` dict."""
+    ``create_model`` (tests use tiny stand-ins); it must carry a ``preprocess`` dict.
+    keep="best": return the best validation-UAR epoch's weights; keep="last": the final
+    epoch's (for a fixed-epoch refit, where ``val`` is not held out and must not select)."""
     E, K = config.epochs, num_classes
     torch.manual_seed(config.seed)  # weight init, dropout
     gen = torch.Generator().manual_seed(config.seed)  # augmentation and mixing
@@ -272,7 +275,7 @@ def fit(
             "seconds": time.perf_counter() - t0,
         }
         result.history.append(record)
-        if m["uar"] > result.best_uar:
+        if m["uar"] > result.best_uar or keep == "last":
             result.best_uar, result.best_epoch = m["uar"], epoch
             result.best_val_probs = probs
             best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}

@@ -1,0 +1,43 @@
+"""`fersearch explain`: Grad-CAM overlays of every ensemble member on one image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import app, err
+
+
+@app.command()
+def explain(
+    model: Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")],
+    image: Annotated[Path, typer.Argument(help="An image file.")],
+    out: Annotated[Path, typer.Option(help="Directory for the overlays.")] = Path("gradcam"),
+    target: Annotated[
+        str | None, typer.Option(help="Class to explain (default: the ensemble's prediction).")
+    ] = None,
+    detect_faces: Annotated[
+        bool, typer.Option("--detect-faces", help="Crop the largest face first.")
+    ] = False,
+) -> None:
+    """Where each member looks: Grad-CAM for the predicted (or given) class, one PNG per member."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ..errors import DataError
+    from ..explain import explain as run_explain
+    from ..finalize.export import load_ensemble
+    from ..predict import FaceCropper
+
+    ens = load_ensemble(model)
+    try:
+        with Image.open(image) as im:
+            pil = im.convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {str(image)!r}: {exc}") from None
+    if detect_faces:
+        pil, box = FaceCropper().crop(pil)
+        err.print(f"face: {box}" if box else "no face found: explaining the whole image")
+    result = run_explain(ens, pil, out, image.stem, target)
+    err.print(f"{result['target']} ({result['ensemble_prob']:.2f}); overlays: {result['panel']}")

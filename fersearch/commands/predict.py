@@ -1,0 +1,73 @@
+"""`fersearch predict`: an exported ensemble on images, folders, video files or a webcam."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import app, err
+
+ModelOpt = Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")]
+
+
+@app.command()
+def predict(
+    model: ModelOpt,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Images, folders (recursive) or video files.")
+    ] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the CSV here (default: stdout).")] = None,
+    top: Annotated[int, typer.Option(help="Top emotions per row.")] = 3,
+    detect_faces: Annotated[
+        bool, typer.Option("--detect-faces", help="Crop the largest face first (OpenCV Haar cascade).")
+    ] = False,
+    webcam: Annotated[bool, typer.Option("--webcam", help="Predict live from a camera.")] = False,
+    camera: Annotated[int, typer.Option(help="Camera index for --webcam.")] = 0,
+    stride: Annotated[int, typer.Option(help="Video: predict every N-th frame.")] = 1,
+    smooth: Annotated[
+        float, typer.Option(help="Video/webcam: EMA weight of the newest frame (1 = no smoothing).")
+    ] = 0.3,
+    max_frames: Annotated[int | None, typer.Option(help="Video/webcam: stop after this many frames.")] = None,
+) -> None:
+    """Top emotions with probabilities, one CSV row per image or video frame."""
+    from ..errors import InvalidArgument
+    from ..finalize.export import load_ensemble
+    from ..predict import (
+        FaceCropper,
+        collect_inputs,
+        predict_images,
+        predict_video,
+        predict_webcam,
+        top_k,
+        write_csv,
+    )
+
+    if top < 1:
+        raise InvalidArgument(f"--top must be at least 1 (got {top})")
+    if not paths and not webcam:
+        raise InvalidArgument("give image files, folders or video files, or --webcam")
+    images, videos = collect_inputs(paths) if paths else ([], [])
+    ens = load_ensemble(model)
+    cropper = FaceCropper() if detect_faces else None
+    names = ens.class_names
+    rows = predict_images(ens, images, cropper) if images else []
+    for v in videos:
+        rows += predict_video(ens, v, cropper, stride=stride, smooth=smooth, max_frames=max_frames)
+    if webcam:
+
+        def live(row):
+            label, p = top_k(row.smoothed, names, 1)[0]
+            err.print(f"frame {row.frame}: {label} {p:.2f}")
+
+        rows += predict_webcam(ens, camera, cropper, smooth=smooth, max_frames=max_frames, on_row=live)
+    write_csv(rows, names, top, csv if csv is not None else sys.stdout)
+    failed = [r for r in rows if r.error]
+    done = len(rows) - len(failed)
+    where = f" -> {csv}" if csv is not None else ""
+    err.print(
+        f"predicted {done} row(s){where}"
+        + (f"; {len(failed)} unreadable, listed in the CSV" if failed else "")
+    )

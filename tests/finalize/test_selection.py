@@ -1,0 +1,150 @@
+"""Ensemble selection, calibration, TTA choice, bootstrap and k-fold on constructed predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fersearch.errors import InvalidArgument
+from fersearch.finalize import calibrate, tta
+from fersearch.finalize.bootstrap import bootstrap
+from fersearch.finalize.cv import stratified_kfold
+from fersearch.finalize.ensemble import combine, greedy_select
+from fersearch.finalize.pipeline import choose_view_set
+from fersearch.metrics import summarize
+
+
+def _members(n_per_class: int = 60, seed: int = 0):
+    """Three members on 3 balanced classes with a known best mix:
+    A is right on classes 0 and 1 but calls class 2 "0"; B is right on class 2 only, and only
+    mildly wrong elsewhere; C is confidently "0" everywhere. A+B in equal parts is right on every
+    image; adding C breaks it again (the plain mean of all three is right on class 0 only)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n_per_class)
+    a = np.where(y[:, None] == 2, [0.5, 0.1, 0.4], np.eye(3)[y] * 0.7 + 0.1)
+    b = np.where(y[:, None] == 2, [0.05, 0.05, 0.9], np.eye(3)[y] * 0.1 + [0.25, 0.25, 0.4])
+    c = np.tile([0.9, 0.05, 0.05], (len(y), 1))
+    probs = np.stack([a, b, c]) + rng.uniform(0, 0.02, size=(3, len(y), 3))
+    return probs / probs.sum(-1, keepdims=True), y
+
+
+def test_greedy_selection_finds_the_known_best_mix():
+    probs, y = _members()
+    assert [summarize(y, p.argmax(1), 3)["uar"] for p in probs] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    sel = greedy_select(probs, y, 3)
+    w = np.asarray(sel.weights)
+    assert w[2] == 0, "the member that only hurts must get no weight"
+    assert w[0] > 0 and w[1] > 0 and w.sum() == pytest.approx(1.0)
+    assert sel.val_uar == pytest.approx(1.0)
+    assert sel.plain_mean_val_uar == pytest.approx(1 / 3)
+    assert sel.plain_mean_val_uar == pytest.approx(summarize(y, probs.mean(0).argmax(1), 3)["uar"])
+    assert summarize(y, combine(probs, w).argmax(1), 3)["uar"] == pytest.approx(1.0)
+    # Sorted initialisation ranks A, then B (ties C on UAR, lower NLL): the prefix A+B is perfect.
+    assert sel.init_size == 2
+    kept_steps = sel.steps[: sum(sel.counts) - sel.init_size]
+    assert all(step["added"] != 2 for step in kept_steps)
+
+
+def test_greedy_selection_keeps_the_single_best_when_nothing_helps():
+    probs, y = _members()
+    only_c_and_noise = probs[[0, 2]]  # A and C: adding C to A never helps
+    sel = greedy_select(only_c_and_noise, y, 3)
+    assert sel.weights == [1.0, 0.0]
+
+
+def _imbalanced(seed: int, n_major: int = 400, n_minor: int = 40):
+    """A model biased towards the majority class 0: minority images score their true class a
+    little below class 0, so argmax misses most of them."""
+    rng = np.random.default_rng(seed)
+    y = np.concatenate([np.zeros(n_major, int), np.ones(n_minor, int), np.full(n_minor, 2)])
+    logits = rng.normal(0, 0.6, size=(len(y), 3))
+    logits[np.arange(len(y)), y] += 1.5
+    logits[:, 0] += 1.2  # the prior the model learned
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True), y
+
+
+def test_calibration_raises_uar_on_an_imbalanced_fixture_and_generalises():
+    probs, y = _imbalanced(0)
+    before = summarize(y, probs.argmax(1), 3)["uar"]
+    bias = calibrate.fit_bias(probs, y, 3)
+    after = summarize(y, calibrate.apply_bias(probs, bias).argmax(1), 3)["uar"]
+    assert after > before + 0.1, (before, after)
+    assert bias[1] > bias[0] and bias[2] > bias[0], "rare classes must be pushed up"
+    assert bias.mean() == pytest.approx(0.0, abs=1e-9)
+    # The offsets transfer to a fresh draw from the same model (not just memorised noise) ...
+    probs2, y2 = _imbalanced(1)
+    fresh = calibrate.apply_bias(probs2, bias).argmax(1)
+    assert summarize(y2, fresh, 3)["uar"] > summarize(y2, probs2.argmax(1), 3)["uar"] + 0.1
+    # ... and the cross-fitted estimate sees the gain too.
+    assert calibrate.crossfit_gain(probs, y, 3)["gain"] > 0.05
+
+
+def test_calibration_leaves_a_balanced_perfect_model_alone():
+    y = np.repeat(np.arange(4), 20)
+    probs = np.full((80, 4), 0.1)
+    probs[np.arange(80), y] = 0.7
+    bias = calibrate.fit_bias(probs, y, 4)
+    assert np.allclose(bias, 0)
+    np.testing.assert_allclose(calibrate.apply_bias(probs, bias), probs, atol=1e-6)
+
+
+def test_bootstrap_intervals_bracket_the_point_estimate_and_pair_differences():
+    probs, y = _imbalanced(0)
+    raw = probs.argmax(1)
+    cal = calibrate.apply_bias(probs, calibrate.fit_bias(probs, y, 3)).argmax(1)
+    out = bootstrap(y, {"raw": raw, "cal": cal}, 3, n_boot=300, pairs=[("cal", "raw")])
+    for name, preds in (("raw", raw), ("cal", cal)):
+        point = summarize(y, preds, 3)
+        for metric in ("uar", "war", "macro_f1"):
+            lo, hi = out["intervals"][name][metric]
+            assert lo <= point[metric] <= hi and hi - lo < 0.3
+    d = out["deltas"]["cal - raw"]["uar"]
+    assert d["value"] == pytest.approx(summarize(y, cal, 3)["uar"] - summarize(y, raw, 3)["uar"])
+    assert 0 < d["low"] <= d["value"] <= d["high"]
+
+
+def test_tta_views_are_exact_on_uint8_arrays():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(3, 20, 20, 3), dtype=np.uint8)
+    views = {v.name: v for v in tta.ALL_VIEWS}
+    assert len(tta.ALL_VIEWS) == 16 and len(tta.view_set("flip_multi_crop16")) == 16
+    np.testing.assert_array_equal(tta.apply_view(x, views["full"]), x)
+    np.testing.assert_array_equal(tta.apply_view(x, views["full_flip"]), x[:, :, ::-1])
+    tl = tta.apply_view(x, views["tl90"])
+    assert tl.shape == x.shape and tl.dtype == np.uint8
+    # a top-left crop keeps the top-left pixel's neighbourhood, the bottom-right one does not
+    assert abs(int(tl[0, 0, 0, 0]) - int(x[0, 0, 0, 0])) < abs(int(tl[0, 0, 0, 0]) - 1000)
+    np.testing.assert_array_equal(
+        tta.apply_view(x, views["c90_flip"]), tta.apply_view(x, views["c90"])[:, :, ::-1]
+    )
+    with pytest.raises(InvalidArgument, match="uint8"):
+        tta.apply_view(x.astype(np.float32), views["full"])
+    with pytest.raises(InvalidArgument, match="flip_five_crop"):
+        tta.view_set("sixteen")
+
+
+def test_tta_is_kept_only_when_it_helps_on_validation():
+    names = [v.name for v in tta.ALL_VIEWS]
+    probs, y = _members()
+    member_views = np.repeat(probs[[0, 2], None], len(names), axis=1)  # A and C; views identical
+    choice = choose_view_set(member_views, names, y, 3)
+    assert choice["chosen"] == "none"  # every set ties: no TTA, the cheapest
+    assert set(choice["candidates"]) == set(tta.VIEW_SETS)
+    # A flipped view that is always right: averaging it in fixes classes 1 and 2, so "flip" wins.
+    helped = member_views.copy()
+    helped[:, names.index("full_flip")] = np.eye(3)[y]
+    choice = choose_view_set(helped, names, y, 3)
+    assert choice["chosen"] == "flip"
+    assert choice["candidates"]["flip"]["uar"] == pytest.approx(1.0)
+
+
+def test_stratified_kfold_partitions_and_stratifies():
+    y = np.array([0] * 50 + [1] * 10 + [2] * 5)
+    folds = stratified_kfold(y, 5, seed=0)
+    allidx = np.sort(np.concatenate(folds))
+    np.testing.assert_array_equal(allidx, np.arange(len(y)))
+    for f in folds:
+        assert np.bincount(y[f], minlength=3).tolist() == [10, 2, 1]
+    with pytest.raises(InvalidArgument, match="at least 2"):
+        stratified_kfold(y, 1)

@@ -8,7 +8,6 @@ the ensemble's (calibrated) prediction, so every member explains the same class.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,38 +15,29 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .errors import InvalidArgument, ModelError, one_of
+from .errors import InvalidArgument, one_of
 from .finalize.export import Ensemble, resize_rgb
 from .models import FERModel
 from .train.augment import to_input
 
 
-def _feature_map(model: FERModel, feats: torch.Tensor) -> torch.Tensor:
-    """timm's forward_features output as (B, C, h, w): NCHW as is, NHWC (Swin) permuted, ViT
-    tokens without their prefix (class/register) tokens laid back on their square grid."""
-    width = model.backbone.num_features
-    if feats.ndim == 4:
-        if feats.shape[1] != width and feats.shape[-1] == width:
-            return feats.permute(0, 3, 1, 2)
-        return feats
-    if feats.ndim == 3:
-        tokens = feats[:, getattr(model.backbone, "num_prefix_tokens", 0) :]
-        side = math.isqrt(tokens.shape[1])
-        if side * side == tokens.shape[1]:
-            return tokens.transpose(1, 2).reshape(feats.shape[0], feats.shape[2], side, side)
-    raise ModelError(f"Grad-CAM needs a spatial feature map; this backbone gives shape {tuple(feats.shape)}")
-
-
 def gradcam(model: FERModel, image: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
-    """image (S, S, 3) uint8 at the model's size -> (cam (S, S) in [0, 1], member probs (K,))."""
+    """image (S, S, 3) uint8 at the model's size -> (cam (S, S) in [0, 1], member probs (K,)).
+
+    The feature map is the one the head sees: the backbone's last map after the neck
+    (attention blocks / feature pyramid), exactly as ``FERModel.encode`` builds it.
+    """
     model.eval()
     x = to_input(torch.from_numpy(np.array(image[None])), model.preprocess["mean"], model.preprocess["std"])
     with torch.enable_grad():
-        feats = model.backbone.forward_features(x)
-        fmap = _feature_map(model, feats)
+        feats = model.backbone(x)
+        fmap = model.neck(feats.maps)  # (1, C, h, w)
         fmap.retain_grad()
-        pooled = model.backbone.forward_head(feats, pre_logits=True)  # what model(x) pools
-        logits = model.head(model.dropout(pooled))  # (1, K)
+        tokens = fmap.flatten(2).transpose(1, 2)
+        num_prefix = 0
+        if feats.prefix is not None and model.keeps_prefix:
+            tokens, num_prefix = torch.cat([feats.prefix, tokens], dim=1), feats.prefix.shape[1]
+        _, logits = model.head(tokens, num_prefix)  # (1, K)
         model.zero_grad(set_to_none=True)
         logits[0, target].backward()
     grads, acts = fmap.grad[0], fmap.detach()[0]  # (C, h, w)

@@ -174,7 +174,9 @@ def load_ensemble(path: str | Path) -> Ensemble:
     models = []
     fix = "re-run finalize to export the ensemble again"
     for entry in manifest["members"]:
-        model = create_model(build_config(entry["config"]), len(manifest["class_names"]))
+        # The member's own weights follow; never look for (or download) pretrained ones here.
+        config = build_config(entry["config"]).model_copy(update={"pretrained": False})
+        model = create_model(config, len(manifest["class_names"]))
         load_weights(model, path / entry["file"], entry.get("sha256"), fix)
         models.append(model.eval())
     return Ensemble(models, manifest)

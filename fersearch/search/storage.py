@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -65,6 +66,8 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     beat = {}
     if heartbeat:
+        # Heartbeats have been "experimental" in Optuna since 2.x; the warning is noise here.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         beat = {
             "heartbeat_interval": HEARTBEAT_S,
             "grace_period": GRACE_S,

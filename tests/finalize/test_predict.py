@@ -201,7 +201,7 @@ def test_gradcam_matches_a_hook_based_reference():
     for target in range(3):
         cam, _ = gradcam(model, img, target=target)
         saved = {}
-        handle = model.backbone.layer4.register_forward_hook(lambda m, i, o: saved.setdefault("a", o))
+        handle = model.backbone.model.layer4.register_forward_hook(lambda m, i, o: saved.setdefault("a", o))
         logit = model(x)["logits"][0, target]
         handle.remove()
         acts = saved["a"]  # (1, C, 3, 3): the map the model pools

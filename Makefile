@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/fersearch demo
 
-test: $(STAMP)
+# The browser and compose-file tests need Debian's chromium and docker-compose.
+SYSTEM_DEPS := /usr/bin/chromium /usr/bin/docker-compose
+
+$(SYSTEM_DEPS):
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium docker-compose; \
+	else echo "install Debian's chromium and docker-compose for the browser and compose tests"; fi
+
+test: $(STAMP) | $(SYSTEM_DEPS)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

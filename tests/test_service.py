@@ -371,3 +371,50 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(pg_url, t
     assert retry.user_attrs["resumed_from_epoch"] >= 1  # not from epoch 0
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(done) == 2
+
+
+@pytest.mark.postgres
+def test_workers_use_the_grpc_storage_proxy(pg_url, tmp_path, tiny_data, tiny_space):
+    from fersearch.search.api import create_from_cli
+
+    create_from_cli("proxied", tiny_data, str(tiny_space), pg_url, n_trials=2)
+    port = _free_port()
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "fersearch.cli", "storage-proxy", "--storage", pg_url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proxy.poll() is None, proxy.communicate()[1]
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fersearch.cli",
+                "worker",
+                "--study",
+                "proxied",
+                "--storage",
+                f"grpc://127.0.0.1:{port}",
+                "--artifacts",
+                str(tmp_path / "a"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        proxy.terminate()
+        proxy.communicate(timeout=30)
+    trials = optuna.load_study(study_name="proxied", storage=open_storage(pg_url)).get_trials()
+    assert len([t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 2

@@ -43,6 +43,3 @@ def decode_split(
 
 def clear_memo() -> None:
     _MEMO.clear()
-
-
-

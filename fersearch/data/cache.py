@@ -33,7 +33,7 @@ import numpy as np
 from filelock import FileLock
 
 from ..errors import DataError
-from .imageio import FACE_MARGIN, Unreadable, load_clip, load_image, source_file
+from .imageio import FACE_MARGIN, Unreadable, load_clip, load_image, release_pixel_tables, source_file
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -241,6 +241,7 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
         os.replace(meta_tmp, f"{stem}.json")
     finally:
         images = context = None
+        release_pixel_tables()  # a FER2013 CSV's pixel strings are only needed while building
         for path in (tmp, tmp_ctx):
             path.unlink(missing_ok=True)
     if skipped:

@@ -61,6 +61,10 @@ def _pixel_table(path: str, mtime_ns: int) -> tuple[str, ...]:
         return tuple(row[col] if len(row) > col else "" for row in reader if row)
 
 
+def release_pixel_tables() -> None:
+    _pixel_table.cache_clear()
+
+
 def _pixel_row(path: Path, row: int) -> np.ndarray:
     try:
         table = _pixel_table(str(path), path.stat().st_mtime_ns)

@@ -32,39 +32,13 @@ class TrialConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: DataConfig
-    # --- model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head] ---
-    # any timm name ("convnext_tiny", "convnext_tiny.fb_in22k") or "open_clip:<model>" (ViT-B-16)
+    # model (the original keys; the rest of the model's keys are in the block at the end)
     backbone: str = "resnet18"
-    # false | true (default tag) | "<tag>" | "<path>" (weights file, or a dir / HF cache holding it)
     pretrained: bool | str = False
-    image_size: int | None = Field(None, ge=16, description="None: the backbone's own input size")
-    # attention blocks over the final map, chained in order: none | se | eca | cbam | dual | "cbam+eca+se"
-    attention: str = "none"
-    fpn: bool = False  # feature pyramid over the last three stages (timm backbones)
-    fpn_dim: int = Field(256, ge=8)
-    pool: Literal["avg", "max", "gem", "attn", "cls"] | None = None  # None: cls if a class token, else avg
     head: Literal["linear", "mlp", "bilstm", "prompt"] = "linear"  # prompt: open_clip backbones only
     head_hidden: int = Field(256, ge=8)  # mlp width
-    head_layers: int = Field(1, ge=1, le=4)  # mlp hidden layers
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the pooled features, before the classifier
-    head_dropout: float | None = Field(
-        None, ge=0.0, lt=1.0
-    )  # inside mlp / between LSTM layers; None: dropout
-    lstm_hidden: int = Field(256, ge=8)  # bilstm head: hidden size per direction
-    lstm_layers: int = Field(1, ge=1, le=4)
-    prompt_ctx: int = Field(4, ge=1, le=32)  # prompt head: learned context vectors
-    prompt_class_specific: bool = False  # one context per class instead of one shared
-    fusion: Literal["none", "concat", "xattn"] = "none"  # face/context; call model(x, context=c)
-    fusion_heads: int = Field(8, ge=1)
-    fusion_layers: int = Field(1, ge=1, le=6)
-    temporal: Literal["mean", "transformer"] = "mean"  # for (B, T, 3, H, W) clip inputs
-    au_classes: int = Field(0, ge=0)  # > 0 adds the multi-task action-unit head
-    au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
-    freeze_backbone: bool = False
-    unfreeze_last: int = Field(0, ge=0)  # with freeze_backbone: unlock the last N blocks
-    lr_backbone: float | None = Field(None, gt=0.0)  # None: lr (see fersearch.models.param_groups)
-    lr_prompt: float | None = Field(None, gt=0.0)  # None: lr
-    # --- end model ---
+    image_size: int | None = Field(None, ge=16, description="None: the backbone's own input size")
     # optimisation
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -90,6 +64,33 @@ class TrialConfig(BaseModel):
     # run
     seed: int = 0
     device: str = "auto"
+    # --- model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head] ---
+    # backbone: any timm name ("convnext_tiny", "convnext_tiny.fb_in22k") or "open_clip:<model>"
+    # (open_clip:ViT-B-16). pretrained: false | true (default tag) | "<tag>" | "<path>" (a weights
+    # file, or a folder / Hugging Face cache holding it). Both are declared above with the head.
+    # attention blocks over the final map, chained in order: none | se | eca | cbam | dual | cbam+eca+se
+    attention: str = "none"
+    fpn: bool = False  # feature pyramid over the last three stages (timm backbones)
+    fpn_dim: int = Field(256, ge=8)
+    pool: Literal["avg", "max", "gem", "attn", "cls"] | None = None  # None: cls if a class token, else avg
+    head_layers: int = Field(1, ge=1, le=4)  # mlp hidden layers
+    # inside the mlp / between LSTM layers; None: same as dropout
+    head_dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    lstm_hidden: int = Field(256, ge=8)  # bilstm head: hidden size per direction
+    lstm_layers: int = Field(1, ge=1, le=4)
+    prompt_ctx: int = Field(4, ge=1, le=32)  # prompt head: learned context vectors
+    prompt_class_specific: bool = False  # one context per class instead of one shared
+    fusion: Literal["none", "concat", "xattn"] = "none"  # face/context; call model(x, context=c)
+    fusion_heads: int = Field(8, ge=1)
+    fusion_layers: int = Field(1, ge=1, le=6)
+    temporal: Literal["mean", "transformer"] = "mean"  # for (B, T, 3, H, W) clip inputs
+    au_classes: int = Field(0, ge=0)  # > 0 adds the multi-task action-unit head
+    au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
+    freeze_backbone: bool = False
+    unfreeze_last: int = Field(0, ge=0)  # with freeze_backbone: unlock the last N blocks
+    lr_backbone: float | None = Field(None, gt=0.0)  # None: lr (see fersearch.models.param_groups)
+    lr_prompt: float | None = Field(None, gt=0.0)  # None: lr
+    # --- end model ---
 
     @field_validator("attention")
     @classmethod

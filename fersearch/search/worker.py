@@ -161,7 +161,7 @@ class Objective:
                 description=f"trial {trial.number} epoch {min(step + 1, config.epochs)}/{config.epochs}",
                 info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
             )
-            if trial.should_prune():
+            if step < config.epochs and trial.should_prune():  # the last epoch completes
                 trial.set_user_attr("pruned_at_epoch", step)
                 raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
 

@@ -309,7 +309,7 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
     assert len(failed) == 1 and len(waiting) == 1
     assert failed[0].user_attrs["fersearch:interrupted"] is True
     assert waiting[0].user_attrs["fersearch:retry_of"] == failed[0].number
-    assert waiting[0].params == failed[0].params
+    assert waiting[0].system_attrs["fixed_params"] == failed[0].params  # same parameters queued
 
     # a new worker picks the re-queued trial up and the study completes
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -320,13 +320,14 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
 
 
 @pytest.mark.postgres
-def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(pg_url, tmp_path, tiny_data):
-    from conftest import TINY_SPACE
-
+def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(
+    pg_url, tmp_path, tiny_data, tiny_space
+):
     from fersearch.search.api import create_from_cli
 
     space = tmp_path / "nopruning.yaml"
-    space.write_text(yaml.safe_dump({**TINY_SPACE, "pruner": {"name": "none"}}, sort_keys=False))
+    raw = yaml.safe_load(tiny_space.read_text())
+    space.write_text(yaml.safe_dump({**raw, "pruner": {"name": "none"}}, sort_keys=False))
     create_from_cli("kill", tiny_data, str(space), pg_url, n_trials=2)
     env = {
         **os.environ,

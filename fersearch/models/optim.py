@@ -55,7 +55,13 @@ def param_groups(model: nn.Module, config: TrialConfig) -> list[dict]:
         "prompt": config.lr_prompt or config.lr,
         "head": config.lr,
     }
-    no_decay_names = {f"backbone.{n}" for n in model.backbone.no_weight_decay_names()}
+    # Any nn.Module trains (tests use tiny stand-ins); FERModel adds its backbone's no-decay list.
+    backbone = getattr(model, "backbone", None)
+    no_decay_names = (
+        {f"backbone.{n}" for n in backbone.no_weight_decay_names()}
+        if hasattr(backbone, "no_weight_decay_names")
+        else set()
+    )
     buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -259,9 +259,9 @@ def run_worker(
     store = open_artifact_store(artifacts) if upload_artifacts else None
 
     def budget_left() -> bool:
-        if cfg.n_trials is None or has_waiting(study):
+        if cfg.n_trials is None or _db_retry(lambda: has_waiting(study)):
             return True  # re-queued trials run even when the budget is otherwise used up
-        return len(counted_trials(study)) < cfg.n_trials
+        return len(_db_retry(lambda: counted_trials(study))) < cfg.n_trials
 
     with (
         _progress(console) as progress,
@@ -285,7 +285,7 @@ def run_worker(
                     catch=(_Surplus, RuntimeError, TrainingInterrupted),
                     callbacks=[lambda s, t: finished.append(t)],
                 )
-            except sqlalchemy.exc.DBAPIError as exc:
+            except DB_ERRORS as exc:
                 # A dropped connection (database restart, pg_terminate_backend): the pool
                 # pre-pings and reconnects on the next call; the trial that was hit is queued
                 # again and resumes from its last checkpoint.
@@ -293,7 +293,7 @@ def run_worker(
                 if db_errors > MAX_DB_ERRORS:
                     raise
                 progress.console.print(
-                    f"[yellow]database connection lost[/] ({type(exc.orig).__name__}); "
+                    f"[yellow]database connection lost[/] ({type(exc.__cause__ or exc).__name__}); "
                     f"retrying ({db_errors}/{MAX_DB_ERRORS})"
                 )
                 time.sleep(min(30.0, 2.0**db_errors))
@@ -309,12 +309,24 @@ def run_worker(
             state = last.state.name.lower()
             summary.finished[state] = summary.finished.get(state, 0) + 1
             progress.console.print(_describe(last, study))
-            progress.update(trials_task, completed=len(counted_trials(study)))
-        sweep_stale_trials(study)
+            progress.update(trials_task, completed=len(_db_retry(lambda: counted_trials(study))))
+        _db_retry(lambda: sweep_stale_trials(study))
     return summary
 
 
 MAX_DB_ERRORS = 5
+DB_ERRORS = (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError)
+
+
+def _db_retry(call, attempts: int = MAX_DB_ERRORS):
+    """Run a storage read again after a dropped connection (the pool reconnects on retry)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except DB_ERRORS:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(min(30.0, 2.0**attempt))
 
 
 def _requeue_failed(study: optuna.Study, number: int | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,3 +26,17 @@ StorageOpt = Annotated[
     ),
 ]
 StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
+
+# The options that define a study, shared by `create` and `search`.
+DataOpt = Annotated[Path, typer.Option(help="Dataset directory in an official layout.")]
+SpaceOpt = Annotated[str, typer.Option(help="Search-space YAML file or built-in name.")]
+NTrialsOpt = Annotated[int | None, typer.Option(help="Study-wide trial budget (all workers together).")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")]
+SeedRecipesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--seed-recipes",
+        help="When creating the study, enqueue the seed documents' recipes (fersearch/presets.py) "
+        "as its first trials.",
+    ),
+]

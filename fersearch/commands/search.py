@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, app, err
+from ._common import (
+    DataOpt,
+    FormatOpt,
+    NTrialsOpt,
+    SeedRecipesOpt,
+    SpaceOpt,
+    StorageOpt,
+    StudyOpt,
+    app,
+    err,
+)
 
 
 @app.command()
 def search(
     study: StudyOpt,
-    data: Annotated[Path, typer.Option(help="Dataset directory in an official layout.")],
-    space: Annotated[str, typer.Option(help="Search-space YAML file or built-in name.")] = "default",
+    data: DataOpt,
+    space: SpaceOpt = "default",
     storage: StorageOpt = None,
-    n_trials: Annotated[
-        int | None, typer.Option(help="Study-wide trial budget (all workers together).")
-    ] = None,
-    data_format: Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")] = "auto",
+    n_trials: NTrialsOpt = None,
+    data_format: FormatOpt = "auto",
     timeout: Annotated[float | None, typer.Option(help="Stop this worker after S seconds.")] = None,
-    seed_recipes: Annotated[
-        bool,
-        typer.Option(
-            "--seed-recipes",
-            help="When creating the study, enqueue the seed documents' recipes (fersearch/presets.py) "
-            "as its first trials.",
-        ),
-    ] = False,
+    seed_recipes: SeedRecipesOpt = False,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
     from ..search.api import create_from_cli

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, app, err
+from ._common import (
+    DataOpt,
+    FormatOpt,
+    NTrialsOpt,
+    SeedRecipesOpt,
+    SpaceOpt,
+    StorageOpt,
+    StudyOpt,
+    app,
+    err,
+)
 
 ArtifactsOpt = Annotated[
     str | None,
@@ -22,16 +31,12 @@ ArtifactsOpt = Annotated[
 @app.command()
 def create(
     study: StudyOpt,
-    data: Annotated[Path, typer.Option(help="Dataset directory in an official layout.")],
-    space: Annotated[str, typer.Option(help="Search-space YAML file or built-in name.")] = "default",
+    data: DataOpt,
+    space: SpaceOpt = "default",
     storage: StorageOpt = None,
-    n_trials: Annotated[
-        int | None, typer.Option(help="Study-wide trial budget (all workers together).")
-    ] = None,
-    data_format: Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")] = "auto",
-    seed_recipes: Annotated[
-        bool, typer.Option("--seed-recipes", help="Enqueue the seed recipes as the first trials.")
-    ] = False,
+    n_trials: NTrialsOpt = None,
+    data_format: FormatOpt = "auto",
+    seed_recipes: SeedRecipesOpt = False,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
     from ..search.api import create_from_cli

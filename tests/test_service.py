@@ -88,6 +88,27 @@ def local_process(service: dict, pg_url: str, tmp_path: Path, **popen) -> subpro
     )
 
 
+def worker_command(study: str, storage: str, artifacts) -> list[str]:
+    """`fersearch worker` as a separate process, the way a user starts one."""
+    return [
+        sys.executable,
+        "-m",
+        "fersearch.cli",
+        "worker",
+        "--study",
+        study,
+        "--storage",
+        storage,
+        "--artifacts",
+        str(artifacts),
+    ]
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    # one thread per worker process: several share the 2 cores in these tests
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -225,19 +246,8 @@ def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tin
     from fersearch.search.api import create_from_cli
 
     create_from_cli("cut", tiny_data, str(tiny_space), pg_url, n_trials=6)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "fersearch.cli",
-        "worker",
-        "--study",
-        "cut",
-        "--storage",
-        pg_url,
-        "--artifacts",
-        str(tmp_path / "a"),
-    ]
+    env = worker_env()
+    cmd = worker_command("cut", pg_url, tmp_path / "a")
     workers = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -279,19 +289,8 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
     from fersearch.search.api import create_from_cli
 
     create_from_cli("int", tiny_data, str(tiny_space), pg_url, n_trials=3)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "fersearch.cli",
-        "worker",
-        "--study",
-        "int",
-        "--storage",
-        pg_url,
-        "--artifacts",
-        str(tmp_path / "a"),
-    ]
+    env = worker_env()
+    cmd = worker_command("int", pg_url, tmp_path / "a")
     worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = optuna.load_study(study_name="int", storage=open_storage(pg_url))
     deadline = time.monotonic() + 300
@@ -329,24 +328,8 @@ def test_sigkilled_worker_trial_is_retried_and_resumes_from_checkpoint(
     raw = yaml.safe_load(tiny_space.read_text())
     space.write_text(yaml.safe_dump({**raw, "pruner": {"name": "none"}}, sort_keys=False))
     create_from_cli("kill", tiny_data, str(space), pg_url, n_trials=2)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "FERSEARCH_HEARTBEAT_INTERVAL": "1",
-        "FERSEARCH_GRACE_PERIOD": "4",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "fersearch.cli",
-        "worker",
-        "--study",
-        "kill",
-        "--storage",
-        pg_url,
-        "--artifacts",
-        str(tmp_path / "shared"),
-    ]
+    env = worker_env(FERSEARCH_HEARTBEAT_INTERVAL="1", FERSEARCH_GRACE_PERIOD="4")
+    cmd = worker_command("kill", pg_url, tmp_path / "shared")
     victim = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     study = optuna.load_study(study_name="kill", storage=open_storage(pg_url))
     deadline = time.monotonic() + 300
@@ -394,20 +377,9 @@ def test_workers_use_the_grpc_storage_proxy(pg_url, tmp_path, tiny_data, tiny_sp
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.3)
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = worker_env()
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fersearch.cli",
-                "worker",
-                "--study",
-                "proxied",
-                "--storage",
-                f"grpc://127.0.0.1:{port}",
-                "--artifacts",
-                str(tmp_path / "a"),
-            ],
+            worker_command("proxied", f"grpc://127.0.0.1:{port}", tmp_path / "a"),
             env=env,
             capture_output=True,
             text=True,

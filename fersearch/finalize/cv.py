@@ -27,24 +27,17 @@ from .select import MemberSpec
 
 
 def stratified_kfold(labels, k: int, seed: int = 0) -> list[np.ndarray]:
-    """K disjoint index arrays covering every sample, each class dealt round-robin after a seeded
-    shuffle so every fold gets its share. (fersearch.data.splits has no k-fold helper yet; when
-    one lands there, this should call it.)"""
+    """K disjoint, stratified index arrays covering every sample: the folds of
+    ``fersearch.data.splits.stratified_kfold``, with errors worded for ``--cv``."""
+    from ..data.splits import stratified_kfold as fold_of_each
+
     labels = np.asarray(labels)
     if k < 2:
         raise InvalidArgument(f"--cv needs at least 2 folds (got {k})")
     if k > len(labels):
         raise InvalidArgument(f"--cv {k} needs at least {k} images; the pool has {len(labels)}")
-    rng = np.random.default_rng(seed)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    offset = 0
-    for cls in np.unique(labels):
-        idx = np.flatnonzero(labels == cls)
-        rng.shuffle(idx)
-        for j, i in enumerate(idx):
-            folds[(offset + j) % k].append(int(i))
-        offset += len(idx)  # start the next class where this one stopped: balanced fold sizes
-    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+    fold = fold_of_each(labels, k, seed)
+    return [np.flatnonzero(fold == f) for f in range(k)]
 
 
 def _subset(arrays, idx):

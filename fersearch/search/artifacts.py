@@ -7,6 +7,8 @@ Stored through ``optuna.artifacts``: a filesystem store on a shared volume by de
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +46,23 @@ def open_artifact_store(spec: str | Path | None = None, storage_url: str | None 
 
 
 def upload_trial_files(store, trial: optuna.Trial, files: dict[str, Path]) -> dict[str, str]:
-    """Upload each file; returns name -> artifact id (also stored as user attrs for lookup)."""
+    """Upload each file under its given name (the dashboard shows the file name); returns
+    name -> artifact id, also stored as ``artifact:<name>`` user attrs for lookup."""
     ids = {}
-    for name, path in files.items():
-        mimetype = "image/png" if path.suffix == ".png" else "application/octet-stream"
-        ids[name] = upload_artifact(
-            artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
-        )
-        trial.set_user_attr(f"artifact:{name}", ids[name])
+    with tempfile.TemporaryDirectory(prefix="fersearch-upload-") as tmp:
+        for name, path in files.items():
+            if path.name != name:  # e.g. best-1a2b3c4d.safetensors -> best.safetensors
+                named = Path(tmp) / name
+                try:
+                    os.link(path, named)  # no copy on the same filesystem
+                except OSError:
+                    shutil.copyfile(path, named)
+                path = named
+            mimetype = "image/png" if path.suffix == ".png" else "application/octet-stream"
+            ids[name] = upload_artifact(
+                artifact_store=store, file_path=str(path), study_or_trial=trial, mimetype=mimetype
+            )
+            trial.set_user_attr(f"artifact:{name}", ids[name])
     return ids
 
 

@@ -201,25 +201,24 @@ class Objective:
         trial.set_user_attr("best_epoch", result.best_epoch + 1)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
         if self.artifact_store is not None:
-            self._upload_artifacts(trial, result, val.labels)
+            self._upload_artifacts(trial, result, val.labels, ckpt_dir)
         return result.best_uar
 
-    def _upload_artifacts(self, trial: optuna.Trial, result, val_labels) -> None:
-        """Best weights, validation confusion matrix and per-class recall, for the dashboard."""
-        from safetensors.torch import save_file
-
+    def _upload_artifacts(self, trial: optuna.Trial, result, val_labels, ckpt_dir: Path) -> None:
+        """Best weights (the ``best`` checkpoint fit already wrote: its tensors and its JSON with
+        the config), validation confusion matrix and per-class recall, for the dashboard."""
         from ..metrics import summarize
+        from ..train import checkpoint as ckpt
         from .artifacts import plot_trial_figures, upload_trial_files
 
         m = summarize(val_labels, result.best_val_probs.argmax(1), self.manifest.num_classes)
+        best_json = ckpt_dir / f"{ckpt.BEST}.json"
         with tempfile.TemporaryDirectory(prefix="fersearch-artifacts-") as tmp:
             files = plot_trial_figures(
                 m["confusion_matrix"], list(self.manifest.class_names), m["per_class"]["recall"], Path(tmp)
             )
-            weights = Path(tmp) / "best.safetensors"
-            state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-            save_file(state, str(weights), metadata={"config": json.dumps(trial.user_attrs["config"])})
-            files["best.safetensors"] = weights
+            files["best.json"] = best_json
+            files["best.safetensors"] = best_json.parent / json.loads(best_json.read_text())["tensors"]
             upload_trial_files(self.artifact_store, trial, files)
 
 

@@ -26,6 +26,21 @@ class DataConfig(BaseModel):
     # stratified and seeded, and persisted beside the data so every process uses the same one.
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     split_seed: int = 0
+    # k-fold: with folds set, validation is fold ``fold`` of a stratified k-fold over train (+ the
+    # dataset's own val); test is untouched. One study searches one fold.
+    folds: int | None = Field(None, ge=2, le=20)
+    fold: int = Field(0, ge=0)
+    # face: crop to the reader's face box where it has one (AffectNet, RAF-DB originals, clips);
+    # full: the whole image, never cropped.
+    crop: Literal["face", "full"] = "face"
+    # clip datasets (RAER layout): frames sampled per clip; 1 = one frame per clip
+    frames: int = Field(1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _fold_in_range(self):
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"fold must be in 0..{self.folds - 1} for folds={self.folds}, got {self.fold}")
+        return self
 
 
 class TrialConfig(BaseModel):

@@ -39,6 +39,29 @@ def test_kfold_manifest_partitions_train_and_keeps_test(tiny_data):
         kfold_manifest(m, 4, 4)
 
 
+def test_study_data_options_fold_crop_and_frames(tiny_data, tmp_path, capsys):
+    """`create --folds K --fold F` stores the fold on the study; workers then validate on it."""
+    from fersearch.config import DataConfig
+    from fersearch.data import load_manifest
+    from fersearch.search.study import load_study, settings
+
+    storage = str(tmp_path / "journal.log")
+    argv = ["create", "--study", "f", "--data", str(tiny_data), "--storage", storage, "--folds", "4", "--fold", "2"]
+    assert main(argv) == 0
+    cfg = settings(load_study("f", storage)).data
+    assert (cfg.folds, cfg.fold, cfg.crop, cfg.frames) == (4, 2, "face", 1)
+    expected = kfold_manifest(read_dataset(tiny_data), 4, 2, seed=0)
+    assert load_manifest(cfg).splits["val"] == expected.splits["val"]
+    assert "fold 2 of 4" in capsys.readouterr().err
+
+    assert main([*argv[:-4], "--study", "g", "--folds", "4", "--fold", "4"]) == 2
+    assert "fold must be in 0..3" in capsys.readouterr().err
+    assert main([*argv[:-4], "--study", "g", "--crop", "tight"]) == 2
+    assert "crop" in capsys.readouterr().err
+    with pytest.raises(DataError, match="frames=4 needs a clip dataset"):
+        load_manifest(DataConfig(root=str(tiny_data), frames=4))
+
+
 def test_data_inspect_and_prepare(tiny_data, tmp_path, capsys):
     import shutil
 

@@ -62,6 +62,43 @@ def test_rafdb_compound_detected_by_its_labels(tmp_path):
     assert arrays.images.shape == (22, 32, 32, 3)
 
 
+def test_rafdb_originals_cropped_by_their_bounding_box(tmp_path):
+    """--format rafdb_original: Image/original/<name> cropped to Annotation/boundingbox/ (x1 y1 x2 y2)."""
+    rows = [(f"train_{i:04d}.jpg", 1 + i % 7) for i in range(7)] + [("test_0000.jpg", 4)]
+    (tmp_path / "EmoLabel").mkdir(parents=True)
+    (tmp_path / "EmoLabel/list_patition_label.txt").write_text("".join(f"{n} {lab}\n" for n, lab in rows))
+    for name, _ in rows:
+        photo = np.zeros((120, 160, 3), np.uint8)
+        photo[:, :, 1] = 200  # a green scene ...
+        photo[30:90, 70:130] = (220, 20, 20)  # ... with a red face at x 70-130, y 30-90
+        save(tmp_path / "Image/original" / name, photo)
+        box = tmp_path / "Annotation/boundingbox" / f"{name[:-4]}_boundingbox.txt"
+        box.parent.mkdir(parents=True, exist_ok=True)
+        if name != "train_0006.jpg":  # one image without a box file: used whole
+            box.write_text("70.0 30.0 130.0 90.0\n")
+    assert read_dataset(tmp_path).format == "rafdb"  # auto-detection keeps the aligned reader
+    m = read_dataset(tmp_path, "rafdb_original")
+    assert m.format == "rafdb_original" and m.counts("train") == [1] * 7
+    assert m.splits["train"][0][0] == "Image/original/train_0000.jpg"
+    assert m.boxes["Image/original/train_0000.jpg"] == (70.0, 30.0, 60.0, 60.0)
+    assert "Image/original/train_0006.jpg" not in m.boxes
+    face_crop = load_split(m, "train", 24).images
+    centre = face_crop[:6, 8:16, 8:16].reshape(-1, 3).mean(0)
+    assert centre[0] > 180 and centre[1] < 60  # the face box (red)
+    assert face_crop[6, :3, :3, 1].mean() > 150  # no box: the whole photo, green corner
+    full = load_split(m, "train", 24, crop="full").images[:6, :3, :3].reshape(-1, 3).mean(0)
+    assert full[1] > 150  # crop: full keeps the scene
+    (tmp_path / "Annotation/boundingbox/train_0001_boundingbox.txt").write_text("70 30 oops\n")
+    with pytest.raises(DataError, match="train_0001_boundingbox.txt.*x1 y1 x2 y2"):
+        read_dataset(tmp_path, "rafdb_original")
+
+
+def test_rafdb_original_without_originals_says_which_format_to_use(tmp_path):
+    write_rafdb(tmp_path, [("train_0001.jpg", 1), ("test_0001.jpg", 2)])
+    with pytest.raises(DataError, match="Image/original.*--format rafdb for Image/aligned"):
+        read_dataset(tmp_path, "rafdb_original")
+
+
 def test_label_out_of_range_names_file_and_line(tmp_path):
     write_rafdb(tmp_path, [("train_0001.jpg", 1), ("train_0002.jpg", 7), ("test_0001.jpg", 9)])
     # one stray label above 7 is a typo in a basic file, not a compound dataset

@@ -32,6 +32,25 @@ DataOpt = Annotated[Path, typer.Option(help="Dataset directory in an official la
 SpaceOpt = Annotated[str, typer.Option(help="Search-space YAML file or built-in name.")]
 NTrialsOpt = Annotated[int | None, typer.Option(help="Study-wide trial budget (all workers together).")]
 FormatOpt = Annotated[str, typer.Option("--format", help="Dataset layout; auto detects it.")]
+# How the study reads its data (stored on the study with the rest of its DataConfig).
+FoldsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Stratified k-fold: validate on one of K folds of train instead of a held-out fraction."
+    ),
+]
+FoldOpt = Annotated[int, typer.Option(help="With --folds K: which fold (0..K-1) is the validation split.")]
+CropOpt = Annotated[
+    str, typer.Option(help="face: crop to the dataset's face boxes where it has them; full: whole images.")
+]
+FramesOpt = Annotated[int, typer.Option(help="Clip datasets (raer layout): frames sampled per clip.")]
+
+
+def data_options(folds: int | None, fold: int, crop: str, frames: int) -> dict:
+    """The DataConfig fields the shared data options set."""
+    return {"folds": folds, "fold": fold, "crop": crop, "frames": frames}
+
+
 SeedRecipesOpt = Annotated[
     bool,
     typer.Option(

@@ -7,14 +7,19 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    CropOpt,
     DataOpt,
+    FoldOpt,
+    FoldsOpt,
     FormatOpt,
+    FramesOpt,
     NTrialsOpt,
     SeedRecipesOpt,
     SpaceOpt,
     StorageOpt,
     StudyOpt,
     app,
+    data_options,
     err,
 )
 
@@ -29,12 +34,26 @@ def search(
     data_format: FormatOpt = "auto",
     timeout: Annotated[float | None, typer.Option(help="Stop this worker after S seconds.")] = None,
     seed_recipes: SeedRecipesOpt = False,
+    folds: FoldsOpt = None,
+    fold: FoldOpt = 0,
+    crop: CropOpt = "face",
+    frames: FramesOpt = 1,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
     from ..search.api import create_from_cli
     from ..search.worker import run_worker
 
-    create_from_cli(study, data, space, storage, n_trials, data_format, err, seed_recipes=seed_recipes)
+    create_from_cli(
+        study,
+        data,
+        space,
+        storage,
+        n_trials,
+        data_format,
+        err,
+        seed_recipes=seed_recipes,
+        data_options=data_options(folds, fold, crop, frames),
+    )
     run_worker(study, storage, timeout=timeout, console=err)
 
 

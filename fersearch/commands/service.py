@@ -7,14 +7,19 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    CropOpt,
     DataOpt,
+    FoldOpt,
+    FoldsOpt,
     FormatOpt,
+    FramesOpt,
     NTrialsOpt,
     SeedRecipesOpt,
     SpaceOpt,
     StorageOpt,
     StudyOpt,
     app,
+    data_options,
     err,
 )
 
@@ -37,11 +42,25 @@ def create(
     n_trials: NTrialsOpt = None,
     data_format: FormatOpt = "auto",
     seed_recipes: SeedRecipesOpt = False,
+    folds: FoldsOpt = None,
+    fold: FoldOpt = 0,
+    crop: CropOpt = "face",
+    frames: FramesOpt = 1,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
     from ..search.api import create_from_cli
 
-    create_from_cli(study, data, space, storage, n_trials, data_format, err, seed_recipes=seed_recipes)
+    create_from_cli(
+        study,
+        data,
+        space,
+        storage,
+        n_trials,
+        data_format,
+        err,
+        seed_recipes=seed_recipes,
+        data_options=data_options(folds, fold, crop, frames),
+    )
 
 
 @app.command()

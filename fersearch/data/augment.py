@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidArgument, one_of
+from .views import split_views
 
 # albumentations checks PyPI for a newer version on import; workers run offline.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -30,8 +31,11 @@ PIPELINES = ("none", "basic", "strong")
 TTA_VIEWS = {"none": 1, "flip": 2, "crops": 10, "full": 16}
 
 
-def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None = None):
-    """An albumentations Compose for ``name`` at ``strength`` (>= 0) on size x size images."""
+def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None = None, views: int = 1):
+    """An albumentations Compose for ``name`` at ``strength`` (>= 0) on size x size images.
+
+    ``views`` > 1 adds targets ``view1`` .. ``view{V-1}`` that get exactly the same transform as
+    ``image`` (the frames and context crops of one sample, see ``data.views``)."""
     import albumentations as A
 
     if name not in PIPELINES:
@@ -97,7 +101,17 @@ def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None
         ]
     if s == 0:
         ops = [op for op in ops if isinstance(op, A.HorizontalFlip)]
-    return A.Compose(ops, seed=seed)
+    extra = {f"view{i}": "image" for i in range(1, views)}
+    return A.Compose(ops, seed=seed, additional_targets=extra or None)
+
+
+def augment_packed(pipe, sample: np.ndarray) -> np.ndarray:
+    """Apply ``pipe`` (built with ``views`` = the sample's view count) to one packed sample."""
+    if sample.shape[-1] == 3:
+        return pipe(image=sample)["image"]
+    first, *rest = split_views(sample)
+    out = pipe(image=first, **{f"view{i}": v for i, v in enumerate(rest, start=1)})
+    return np.concatenate([out["image"], *(out[f"view{i}"] for i in range(1, len(rest) + 1))], axis=-1)
 
 
 def progressive_strength(epoch: int, epochs: int, phases: int, start: float, end: float) -> float:

@@ -23,9 +23,12 @@ def decode_split(
     split: str,
     size: int,
     progress: Callable[[int, int], None] | None = None,
-    crop: str = "face",
-    frames: int = 1,
+    crop: str | None = None,
+    frames: int | None = None,
 ) -> SplitArrays:
+    """``crop`` and ``frames`` default to the manifest's (its study's DataConfig)."""
+    crop = crop or manifest.crop
+    frames = frames or manifest.frames
     key = (
         str(manifest.root.resolve()),
         split,

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgument
-from .augment import build_pipeline
+from .augment import augment_packed, build_pipeline
+from .views import num_views, pack
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,12 @@ class _Spec:
 class _Batches(torch.utils.data.Dataset):
     """Builds one whole batch per item, so workers pay one IPC message per batch, not per image."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: str):
-        self.images, self.labels, self.pipeline = images, labels, pipeline
-        self.size = int(images.shape[1])
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, pipeline: str, context: np.ndarray | None = None
+    ):
+        self.images, self.labels, self.pipeline, self.context = images, labels, pipeline, context
+        self.size = int(images.shape[-2])
+        self.views = num_views(images, context)
         self._pipes: dict[float, object] = {}  # per process: strength -> Compose
 
     def __len__(self) -> int:  # unused: items are specs handed over by the sampler
@@ -45,14 +49,18 @@ class _Batches(torch.utils.data.Dataset):
 
     def __getitem__(self, spec: _Spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = spec.indices
-        batch = np.asarray(self.images[idx])  # gathered copy (B, S, S, 3) uint8
+        # a gathered copy (fancy indexing copies): (B, S, S, 3) uint8, or (B, S, S, 3V) holding
+        # every view of a clip/context sample (see data.views)
+        context = self.context[idx] if self.context is not None else None
+        batch = pack(np.asarray(self.images[idx]), context)
         if self.pipeline != "none":
             pipe = self._pipes.get(spec.strength)
             if pipe is None:
-                pipe = self._pipes[spec.strength] = build_pipeline(self.pipeline, self.size, spec.strength)
+                pipe = build_pipeline(self.pipeline, self.size, spec.strength, views=self.views)
+                self._pipes[spec.strength] = pipe
             pipe.set_random_seed(spec.seed)
             for i in range(len(batch)):
-                batch[i] = pipe(image=batch[i])["image"]
+                batch[i] = augment_packed(pipe, batch[i])
         return torch.from_numpy(batch), torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
 
 
@@ -70,7 +78,8 @@ class _SpecSampler(torch.utils.data.Sampler):
 
 
 class TrainLoader:
-    """``for x, y, idx in loader.epoch(e, order=None)``: x (B, S, S, 3) uint8, y (B,) int64, idx (B,).
+    """``for x, y, idx in loader.epoch(e, order=None)``: x (B, S, S, 3V) uint8, y (B,) int64, idx (B,);
+    V = 1 for plain images (see data.views for clips and context).
 
     ``strength`` is the pipeline's strength, or a function epoch -> strength (progressive
     augmentation). The last partial batch is dropped (mixup and batch norm want full ones).
@@ -86,6 +95,7 @@ class TrainLoader:
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        context: np.ndarray | None = None,
     ):
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
@@ -93,12 +103,12 @@ class TrainLoader:
             raise InvalidArgument(f"num_workers must be >= 0, got {num_workers}")
         if len(images) != len(labels):
             raise InvalidArgument(f"{len(images)} images but {len(labels)} labels")
-        build_pipeline(pipeline, int(images.shape[1]), 1.0)  # fail now on a bad name, not in a worker
+        build_pipeline(pipeline, int(images.shape[-2]), 1.0)  # fail now on a bad name, not in a worker
         self.n = len(labels)
         self.batch_size = batch_size
         self.strength = strength
         self.seed = seed
-        self._dataset = _Batches(images, np.asarray(labels, dtype=np.int64), pipeline)
+        self._dataset = _Batches(images, np.asarray(labels, dtype=np.int64), pipeline, context)
         self._sampler = _SpecSampler()
         self._loader = None
         if num_workers > 0:
@@ -141,9 +151,12 @@ class TrainLoader:
         self._loader = None
 
 
-def make_train_loader(config, train, batch_size: int, pin_memory: bool = False) -> TrainLoader | None:
+def make_train_loader(
+    config, train, batch_size: int, pin_memory: bool = False, use_context: bool = False
+) -> TrainLoader | None:
     """The loader a TrialConfig asks for (augment, strength, progressive phases, num_workers),
-    or None when no albumentations pipeline is configured (the loop augments on the device)."""
+    or None when no albumentations pipeline is configured (the loop augments on the device).
+    ``use_context``: pack the split's context views with the faces (fusion models)."""
     if getattr(config, "augment", None) is None:
         return None
     from .augment import progressive_strength
@@ -165,4 +178,5 @@ def make_train_loader(config, train, batch_size: int, pin_memory: bool = False) 
         num_workers=config.num_workers,
         seed=config.seed,
         pin_memory=pin_memory,
+        context=train.context if use_context else None,
     )

@@ -47,6 +47,10 @@ class Manifest:
     clips: dict[str, Clip] | None = None
     # Reader remarks worth showing the user (rows dropped by a labelling rule, and why).
     notes: list[str] = field(default_factory=list)
+    # How a study decodes the samples (its DataConfig's crop policy and frames per clip); the
+    # cache reads them from here so every caller of decode_split decodes the same way.
+    crop: str = "face"
+    frames: int = 1
 
     @property
     def num_classes(self) -> int:
@@ -78,4 +82,6 @@ class Manifest:
             boxes=self.boxes,
             clips=self.clips,
             notes=list(self.notes),
+            crop=self.crop,
+            frames=self.frames,
         )

@@ -43,7 +43,10 @@ def stratified_kfold(labels, k: int, seed: int = 0) -> list[np.ndarray]:
 def _subset(arrays, idx):
     from ..data.decode import SplitArrays
 
-    return SplitArrays(arrays.images[idx], arrays.labels[idx], [arrays.paths[i] for i in idx])
+    context = arrays.context[idx] if arrays.context is not None else None
+    return SplitArrays(
+        arrays.images[idx], arrays.labels[idx], [arrays.paths[i] for i in idx], context=context
+    )
 
 
 def cross_validate(
@@ -75,7 +78,15 @@ def cross_validate(
         for spec in specs:
             pool = pools[preprocess_for(spec.config)["image_size"]]
             m = train_member(
-                spec, store, _subset(pool, train_idx), _subset(pool, held_idx), n_cls, "last", views, on_epoch
+                spec,
+                store,
+                _subset(pool, train_idx),
+                _subset(pool, held_idx),
+                n_cls,
+                "last",
+                views,
+                on_epoch,
+                class_names=list(manifest.class_names),
             )
             member_probs.append(m.predictions("held_views").mean(0))
         raw = combine(np.stack(member_probs), weights)

@@ -176,7 +176,7 @@ def load_ensemble(path: str | Path) -> Ensemble:
     for entry in manifest["members"]:
         # The member's own weights follow; never look for (or download) pretrained ones here.
         config = build_config(entry["config"]).model_copy(update={"pretrained": False})
-        model = create_model(config, len(manifest["class_names"]))
+        model = create_model(config, len(manifest["class_names"]), list(manifest["class_names"]))
         load_weights(model, path / entry["file"], entry.get("sha256"), fix)
         models.append(model.eval())
     return Ensemble(models, manifest)

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data import load_manifest
+from ..data.views import packed_split
 from ..errors import InvalidArgument, one_of
 from ..metrics import summarize
 from ..models import preprocess_for
@@ -85,6 +86,7 @@ def _retrain_all(specs, manifest, store, views, progress, label) -> list[Trained
                 "best",
                 views,
                 on_epoch=lambda rec, t=task: progress.advance(t),
+                class_names=list(manifest.class_names),
             )
         )
         progress.remove_task(task)
@@ -212,7 +214,8 @@ def finalize(
 
     def test_probs(m: TrainedMember) -> np.ndarray:
         model = m.load_model(n_cls).to(resolve_device(m.config.device))
-        p = tta.predict_views(model, test_sets[preprocess_for(m.config)["image_size"]].images, views_chosen)
+        test = test_sets[preprocess_for(m.config)["image_size"]]
+        p = tta.predict_views(model, packed_split(test, m.config.fusion != "none"), views_chosen)
         p = p.mean(0)
         save_array(m.dir / f"test_probs_{view_set}.npy", p)  # kept beside the member, for audits
         return p
@@ -368,6 +371,7 @@ def _refit_trainval(specs, manifest, members_root, progress) -> list[TrainedMemb
                 "last",
                 [tta.ALL_VIEWS[0]],
                 on_epoch=lambda rec, t=task: progress.advance(t),
+                class_names=list(manifest.class_names),
             )
         )
         progress.remove_task(task)
@@ -445,7 +449,9 @@ def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int) 
     import torch
 
     ens = load_ensemble(ensemble_dir)
-    by_size = {s: arrays_fn(manifest, "val", s).images[:n_images] for s in ens.sizes}
+    # timing only: with context views packed in, a member that does not fuse reads them as frames
+    use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
+    by_size = {s: packed_split(arrays_fn(manifest, "val", s), use_context)[:n_images] for s in ens.sizes}
     n = min(len(a) for a in by_size.values())
     ens.predict_probs(lambda s: by_size[s][:1])  # warm-up
     times = []

@@ -25,6 +25,7 @@ from ..config import TrialConfig, build_config
 from ..data import decode
 from ..data.decode import SplitArrays
 from ..data.manifest import Manifest
+from ..data.views import packed_split
 from ..errors import ModelError
 from ..models import FERModel, create_model
 from ..train import fit
@@ -43,10 +44,12 @@ def split_arrays(manifest: Manifest, split: str, size: int) -> SplitArrays:
 
 
 def concat(*parts: SplitArrays) -> SplitArrays:
+    has_context = all(p.context is not None for p in parts)
     return SplitArrays(
         images=np.concatenate([p.images for p in parts]),
         labels=np.concatenate([p.labels for p in parts]),
         paths=[path for p in parts for path in p.paths],
+        context=np.concatenate([p.context for p in parts]) if has_context else None,
     )
 
 
@@ -204,6 +207,7 @@ def train_member(
     keep: str,
     views: list[tta.View],
     on_epoch: Callable[[dict], None] | None = None,
+    class_names: list[str] | None = None,
 ) -> TrainedMember:
     """Fit one member (or reuse it) and save its per-view predictions on ``held``.
 
@@ -219,7 +223,9 @@ def train_member(
         info = {k: v for k, v in done.record.items() if k in ("best_epoch", "val_uar", "history", "seconds")}
     else:
         t0 = time.perf_counter()
-        result = fit(spec.config, train, held, num_classes, on_epoch=on_epoch, keep=keep)
+        result = fit(
+            spec.config, train, held, num_classes, on_epoch=on_epoch, keep=keep, class_names=class_names
+        )
         model = result.model
         info = {
             "best_epoch": result.best_epoch + 1,  # 1-based: the number of epochs trained to get there
@@ -227,7 +233,7 @@ def train_member(
             "history": result.history,
             "seconds": time.perf_counter() - t0,
         }
-    held_views = tta.predict_views(model, held.images, views)
+    held_views = tta.predict_views(model, packed_split(held, spec.config.fusion != "none"), views)
     info["views"] = [v.name for v in views]
     info["held_labels_sha256"] = hashlib.sha256(held.labels.tobytes()).hexdigest()[:16]
     return store.save(spec, fp, model, info, {"held_views": held_views})

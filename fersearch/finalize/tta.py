@@ -73,9 +73,11 @@ def view_indices(name: str) -> list[int]:
 
 
 def apply_view(images: np.ndarray, view: View) -> np.ndarray:
-    """(N, S, S, 3) uint8 -> (N, S, S, 3) uint8."""
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise InvalidArgument(f"TTA views take (N, S, S, 3) uint8 arrays; got {images.shape} {images.dtype}")
+    """(N, S, S, 3V) uint8 -> the same shape; every view of a packed clip/context sample alike."""
+    if images.ndim != 4 or images.shape[-1] % 3 or images.dtype != np.uint8:
+        raise InvalidArgument(
+            f"TTA views take (N, S, S, 3V) uint8 arrays (V = 1 for images); got {images.shape} {images.dtype}"
+        )
     out = images
     n, h, w, _ = images.shape
     if view.scale < 1.0:

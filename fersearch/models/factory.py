@@ -4,6 +4,9 @@
                                         #    model.preprocess (mean, std, image_size)
     out = model(x, context=c)           # c: (B, 3, H, W) context/body images, for fusion models
     out = model(clip_x)                 # clip_x: (B, T, 3, H, W) frames, pooled over time
+    out = model(packed)                 # packed: (B, 3V, H, W), every view of a sample side by
+                                        #    side in channels (data.views): T frames, then T
+                                        #    context views when the model fuses context
     out["logits"]     (B, K)            # always
     out["features"]   (B, D)            # what the classifier read
     out["au_logits"]  (B, A)            # only when config.au_classes > 0
@@ -78,7 +81,25 @@ class FERModel(nn.Module):
             return torch.cat([feats.prefix, tokens], dim=1), feats.prefix.shape[1]
         return tokens, 0
 
+    def unpack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A packed (B, 3V, H, W) input -> faces (B, [T,] 3, H, W) and context (or None)."""
+        views = x.shape[1] // 3
+        if x.shape[1] % 3 or (self.fusion is not None and views % 2):
+            raise ModelError(
+                f"expected 3 channels per view (and as many context views as frames for a fusion "
+                f"model), got an input with {x.shape[1]} channels"
+            )
+        x = x.unflatten(1, (views, 3))  # (B, V, 3, H, W)
+        context = None
+        if self.fusion is not None:
+            x, context = x[:, : views // 2], x[:, views // 2 :]
+        if x.shape[1] == 1:
+            return x[:, 0], (context[:, 0] if context is not None else None)
+        return x, context
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if x.ndim == 4 and x.shape[1] != 3 and context is None:
+            x, context = self.unpack(x)
         frames = x.shape[1] if x.ndim == 5 else None
         if frames:  # (B, T, 3, H, W): every frame through the image path
             x = x.flatten(0, 1)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 
-from ..config import DataConfig
+from ..config import DataConfig, describe_validation_error
 from ..data import load_manifest
 from ..errors import InvalidArgument
 from .space import load_space
@@ -23,11 +24,17 @@ def create_from_cli(
     data_format: str = "auto",
     console: Console | None = None,
     seed_recipes: bool = False,
+    data_options: dict | None = None,
 ):
     if n_trials is not None and n_trials < 1:
         raise InvalidArgument(f"--n-trials must be at least 1 (got {n_trials})")
     space = load_space(space_file)
-    data_cfg = DataConfig(root=str(Path(data).expanduser().resolve()), format=data_format)
+    try:
+        data_cfg = DataConfig(
+            root=str(Path(data).expanduser().resolve()), format=data_format, **(data_options or {})
+        )
+    except ValidationError as exc:
+        raise InvalidArgument(f"invalid data options: {describe_validation_error(exc)}") from None
     manifest = load_manifest(data_cfg)  # fail now on a bad dataset, before touching the study
     data_cfg.format = manifest.format
     created_study, created = create_study(study, space, data_cfg, n_trials, storage, seed_recipes)
@@ -36,7 +43,8 @@ def create_from_cli(
         if created:
             console.print(
                 f"created study [bold]{study}[/] in {where}: {manifest.format} data, "
-                f"{len(manifest.splits['train'])} train / {len(manifest.splits['val'])} val images, "
+                f"{len(manifest.splits['train'])} train / {len(manifest.splits['val'])} val samples"
+                f"{f' (fold {data_cfg.fold} of {data_cfg.folds})' if data_cfg.folds else ''}, "
                 f"budget {n_trials or 'unlimited'} trials"
             )
             if seed_recipes:

@@ -176,6 +176,7 @@ class Objective:
                 checkpoint_dir=ckpt_dir,
                 resume_from=resume_from,
                 should_stop=self.stop,
+                class_names=list(self.manifest.class_names),
             )
         except TrainingDiverged as exc:
             trial.set_user_attr("pruned_reason", str(exc))

@@ -7,11 +7,16 @@ import torch.nn.functional as F
 
 
 def to_input(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float, normalised with the backbone's mean and std."""
+    """(B, H, W, 3V) uint8 -> (B, 3V, H, W) float, every RGB view normalised with the backbone's
+    mean and std (V = 1 for plain images; see data.views for packed clips and context)."""
     x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.as_tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std_t = torch.as_tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean_t) / std_t
+    return (x - channel_stat(mean, x)) / channel_stat(std, x)
+
+
+def channel_stat(values, x: torch.Tensor) -> torch.Tensor:
+    """A per-RGB statistic as a (1, C, 1, 1) tensor for x's C = 3V channels."""
+    t = torch.as_tensor(values, device=x.device, dtype=x.dtype)
+    return t.repeat(x.shape[1] // 3).view(1, -1, 1, 1)
 
 
 def flip_and_shift(

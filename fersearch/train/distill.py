@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
+from .augment import channel_stat
 
 
 class Teacher:
@@ -38,10 +39,8 @@ class Teacher:
 
 def _renormalise(x: torch.Tensor, src: dict, dst: dict) -> torch.Tensor:
     if src["mean"] != dst["mean"] or src["std"] != dst["std"]:
-        s_mean = torch.tensor(src["mean"], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        s_std = torch.tensor(src["std"], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        d_mean = torch.tensor(dst["mean"], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        d_std = torch.tensor(dst["std"], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        s_mean, s_std = channel_stat(src["mean"], x), channel_stat(src["std"], x)
+        d_mean, d_std = channel_stat(dst["mean"], x), channel_stat(dst["std"], x)
         x = ((x * s_std + s_mean) - d_mean) / d_std
     size = dst["image_size"]
     if x.shape[-1] != size:

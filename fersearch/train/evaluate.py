@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..data.views import pack
 from .augment import to_input
 
 
@@ -15,13 +16,17 @@ def predict_probs(
     preprocess: dict,
     device: torch.device,
     batch_size: int = 256,
+    context: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N, H, W, 3) uint8 -> (N, K) float32 softmax probabilities."""
+    """(N, [T,] H, W, 3) uint8 [+ context views of the same shape] -> (N, K) float32 softmax
+    probabilities. Clip frames and context views go to the model packed (see data.views)."""
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(images[start : start + batch_size]).to(device)
+        part = slice(start, start + batch_size)
+        packed = pack(images[part], context[part] if context is not None else None)
+        batch = torch.from_numpy(packed).to(device)
         x = to_input(batch, preprocess["mean"], preprocess["std"])
         with _autocast(device):
             logits = model(x)["logits"]

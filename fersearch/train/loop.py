@@ -28,6 +28,7 @@ from ..config import TrialConfig
 from ..data.decode import SplitArrays
 from ..data.loader import make_train_loader
 from ..data.sampling import class_prior, epoch_order, inverse_frequency_weights
+from ..data.views import pack
 from ..errors import ModelError
 from ..metrics import summarize
 from ..models import FERModel, create_model
@@ -81,10 +82,14 @@ def get_batch(
     preprocess: dict,
     device: torch.device,
     generator: torch.Generator,
+    use_context: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Rows ``idx`` of the train arrays -> augmented input (B, 3, S, S), labels (B,), AU targets
-    (B, A) or None. The one place batches are fetched (a DataLoader can replace this)."""
-    images = torch.from_numpy(train.images[idx.numpy()])  # (B, S, S, 3) uint8, CPU
+    """Rows ``idx`` of the train arrays -> augmented input (B, 3V, S, S), labels (B,), AU targets
+    (B, A) or None. V = 1 for plain images; clip frames and (with ``use_context``) context views
+    are packed as channels, so one flip/shift moves every view of a sample alike."""
+    rows = idx.numpy()
+    context = train.context[rows] if use_context else None
+    images = torch.from_numpy(pack(train.images[rows], context))  # (B, S, S, 3V) uint8, CPU
     x = to_input(images.to(device, non_blocking=True), preprocess["mean"], preprocess["std"])
     x = flip_and_shift(x, config.hflip, config.max_shift, generator)
     labels = torch.from_numpy(train.labels[idx.numpy()]).to(device)
@@ -115,9 +120,12 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     model: torch.nn.Module | None = None,
     keep: str = "best",
+    class_names: list[str] | None = None,
 ) -> FitResult:
     """Train ``config`` on ``train``, validating on ``val`` every epoch. ``model`` overrides
     ``create_model`` (tests use tiny stand-ins); it must carry a ``preprocess`` dict.
+    ``class_names`` feed the prompt head's text prompts. Clip datasets train on all their frames,
+    and a fusion model (``config.fusion``) on their context views too.
     keep="best": return the best validation-UAR epoch's weights; keep="last": the final
     epoch's (for a fixed-epoch refit, where ``val`` is not held out and must not select)."""
     E, K = config.epochs, num_classes
@@ -125,13 +133,19 @@ def fit(
     gen = torch.Generator().manual_seed(config.seed)  # augmentation and mixing
     device = resolve_device(config.device)
 
-    model = (model if model is not None else create_model(config, K)).to(device)
+    use_context = config.fusion != "none"
+    if use_context and (train.context is None or val.context is None):
+        raise ModelError(
+            f"fusion {config.fusion!r} fuses face and context views, but this dataset has no context "
+            f"views; use a clip dataset in the raer layout (`fersearch synth --context`), or fusion: none"
+        )
+    model = (model if model is not None else create_model(config, K, class_names)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     pre = model.preprocess
-    if train.images.shape[1] != pre["image_size"]:
+    if train.images.shape[-2] != pre["image_size"]:
         raise ValueError(
-            f"train images are {train.images.shape[1]} px but the model expects "
+            f"train images are {train.images.shape[-2]} px but the model expects "
             f"{pre['image_size']} px; decode the split at the model's size"
         )
     n = len(train.labels)
@@ -184,7 +198,10 @@ def fit(
             task = task + config.au_loss_weight * au_bce(out["au_logits"], au)
         return task
 
-    loader = make_train_loader(config, train, batch_size, pin_memory=device.type == "cuda")
+    loader = make_train_loader(
+        config, train, batch_size, pin_memory=device.type == "cuda", use_context=use_context
+    )
+    val_context = val.context if use_context else None
     for epoch in range(start_epoch, E):
         t0 = time.perf_counter()
         stage = plan[epoch]
@@ -211,7 +228,7 @@ def fit(
 
             if batches is None:
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                x, labels, au = get_batch(train, idx, config, pre, device, gen)
+                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context)
             else:
                 x, labels, au = loader_batch(next(batches), train, pre, device)
             y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
@@ -258,7 +275,7 @@ def fit(
         if swa is not None and in_swa:
             swa.update(model)
         scored = ema.module if (ema is not None and config.ema_decay > 0) else model
-        probs = predict_probs(scored, val.images, pre, device)
+        probs = predict_probs(scored, val.images, pre, device, context=val_context)
         m = summarize(val.labels, probs.argmax(1), K)
         schedule.end_epoch(m["uar"])
         record = {
@@ -284,11 +301,11 @@ def fit(
             on_epoch(record)  # may raise optuna.TrialPruned
 
     if swa is not None and swa.n_averaged > 0:
-        best_state = _finish_swa(swa, train, config, pre, device, val, K, result, best_state)
+        best_state = _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use_context)
     if best_state is not None:
         model.load_state_dict(best_state)
         if result.best_val_probs is None:  # the best epoch was before a resume
-            result.best_val_probs = predict_probs(model, val.images, pre, device)
+            result.best_val_probs = predict_probs(model, val.images, pre, device, context=val_context)
     if checkpoint_dir is not None:
         info = {"epoch": result.best_epoch, "val_uar": result.best_uar, "source": result.best_source}
         ckpt.save_model_checkpoint(checkpoint_dir, model, config.to_json_dict(), info)
@@ -302,16 +319,20 @@ def _clip(model: torch.nn.Module, config: TrialConfig) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
 
 
-def _finish_swa(swa, train, config, pre, device, val, K, result, best_state):
+def _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use_context):
     """BN statistics for the averaged weights (one unaugmented pass over train), then keep the
     average if it validates better than the best single epoch."""
     bs = min(config.batch_size, len(train.labels))
+
+    def rows(arrays, i):
+        context = arrays.context[i : i + bs] if use_context else None
+        return torch.from_numpy(pack(arrays.images[i : i + bs], context)).to(device)
+
     batches = (
-        to_input(torch.from_numpy(train.images[i : i + bs]).to(device), pre["mean"], pre["std"])
-        for i in range(0, len(train.labels) - bs + 1, bs)
+        to_input(rows(train, i), pre["mean"], pre["std"]) for i in range(0, len(train.labels) - bs + 1, bs)
     )
     swa.update_bn(batches)
-    probs = predict_probs(swa.module, val.images, pre, device)
+    probs = predict_probs(swa.module, val.images, pre, device, context=val.context if use_context else None)
     m = summarize(val.labels, probs.argmax(1), K)
     result.swa_metrics = {k: m[k] for k in ("uar", "war", "macro_f1")} | {"n_averaged": swa.n_averaged}
     if m["uar"] > result.best_uar:

@@ -53,6 +53,18 @@ register_format(
     Format("rafdb_compound", rafdb_compound.DESCRIPTION, rafdb_compound.detect, rafdb_compound.read)
 )
 register_format(Format("rafdb", rafdb.DESCRIPTION, rafdb.detect, rafdb.read))
+register_format(
+    Format("rafdb_original", rafdb.DESCRIPTION_ORIGINAL, rafdb.detect, rafdb.read_original, auto=False)
+)
+register_format(
+    Format(
+        "rafdb_compound_original",
+        rafdb_compound.DESCRIPTION_ORIGINAL,
+        rafdb_compound.detect,
+        rafdb_compound.read_original,
+        auto=False,
+    )
+)
 register_format(Format("rafce", rafce.DESCRIPTION, rafce.detect, rafce.read))
 register_format(Format("affectnet", affectnet.DESCRIPTION, affectnet.detect, affectnet.read))
 register_format(Format("affectnet7", affectnet.DESCRIPTION7, affectnet.detect, affectnet.read7, auto=False))

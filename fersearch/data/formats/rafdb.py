@@ -3,6 +3,12 @@
 Label file lines look like ``train_00001.jpg 5`` with labels 1..7 in the order below. The
 official file name really is misspelt "patition". RAF-DB compound ships the same file with
 labels 1..11 (see ``rafdb_compound``); the two are told apart by the labels used.
+
+The ``*_original`` formats (named with ``--format``, never auto-detected) read the uncropped
+``Image/original/<stem>.jpg`` instead, with the face box of
+``Annotation/boundingbox/<stem>_boundingbox.txt`` (``x1 y1 x2 y2``: top-left and bottom-right
+corners in pixels), so the cache crops the face itself (``crop: face``, with a margin) or keeps
+the whole photo (``crop: full``). An image without a box file is used whole.
 """
 
 from __future__ import annotations
@@ -10,12 +16,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import DataError
-from ..manifest import Manifest
+from ..manifest import Box, Manifest
 from ._common import parse_label, read_lines
 
 CLASS_NAMES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
 DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-7) with Image/aligned/*_aligned.jpg"
+DESCRIPTION_ORIGINAL = (
+    "EmoLabel/list_patition_label.txt (labels 1-7) with Image/original/*.jpg cropped by "
+    "Annotation/boundingbox/*_boundingbox.txt"
+)
+BOX_DIR = Path("Annotation") / "boundingbox"
 
 
 def looks_compound(root: Path) -> bool:
@@ -33,11 +44,37 @@ def detect(root: Path) -> bool:
     return (root / LABEL_FILE).is_file() and not looks_compound(root)
 
 
-def read_partition(root: Path, format_name: str, class_names: tuple[str, ...]) -> Manifest:
+def read_box(path: Path) -> Box | None:
+    """A RAF-DB bounding-box file (``x1 y1 x2 y2``) as (x, y, w, h); None if absent or empty."""
+    try:
+        text = path.read_text().split()
+    except OSError:
+        return None
+    if not text:
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text[:4])
+    except ValueError:
+        raise DataError(f"{path}: expected 'x1 y1 x2 y2' (four numbers), got {' '.join(text)!r}") from None
+    if x2 <= x1 or y2 <= y1:
+        raise DataError(f"{path}: expected 'x1 y1 x2 y2' with x2 > x1 and y2 > y1, got {' '.join(text)!r}")
+    return (x1, y1, x2 - x1, y2 - y1)
+
+
+def read_partition(
+    root: Path, format_name: str, class_names: tuple[str, ...], original: bool = False
+) -> Manifest:
     label_file = root / LABEL_FILE
     if not label_file.is_file():
         raise DataError(f"RAF-DB label file {str(label_file)!r} not found")
-    image_dir = "Image/aligned/"  # plain strings: Path joins dominate on 100k-line files
+    if original and not (root / "Image" / "original").is_dir():
+        raise DataError(
+            f"{str(root / 'Image' / 'original')!r} not found: the {format_name} format reads RAF-DB's "
+            f"uncropped originals; use --format {format_name.removesuffix('_original')} for Image/aligned"
+        )
+    # plain strings: Path joins dominate on 100k-line files
+    image_dir = "Image/original/" if original else "Image/aligned/"
+    boxes: dict[str, Box] = {}
     k = len(class_names)
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
     for lineno, line in read_lines(label_file):
@@ -50,11 +87,28 @@ def read_partition(root: Path, format_name: str, class_names: tuple[str, ...]) -
         if split not in splits:
             raise DataError(f"{where}: image name {name!r} starts with neither 'train_' nor 'test_'")
         stem = name.rsplit(".", 1)[0]
-        splits[split].append((f"{image_dir}{stem}_aligned.jpg", label - 1))
+        if original:
+            ref = f"{image_dir}{name}"
+            box = read_box(root / BOX_DIR / f"{stem}_boundingbox.txt")
+            if box is not None:
+                boxes[ref] = box
+        else:
+            ref = f"{image_dir}{stem}_aligned.jpg"
+        splits[split].append((ref, label - 1))
     if not splits["train"]:
         raise DataError(f"{label_file} lists no training images")
-    return Manifest(root=root, format=format_name, class_names=class_names, splits=splits)
+    return Manifest(
+        root=root,
+        format=format_name,
+        class_names=class_names,
+        splits=splits,
+        boxes=boxes if original else None,
+    )
 
 
 def read(root: Path) -> Manifest:
     return read_partition(root, "rafdb", CLASS_NAMES)
+
+
+def read_original(root: Path) -> Manifest:
+    return read_partition(root, "rafdb_original", CLASS_NAMES, original=True)

@@ -31,3 +31,10 @@ def detect(root: Path) -> bool:
 
 def read(root: Path) -> Manifest:
     return rafdb.read_partition(root, "rafdb_compound", CLASS_NAMES)
+
+
+DESCRIPTION_ORIGINAL = "as rafdb_compound, with Image/original/*.jpg cropped by Annotation/boundingbox/"
+
+
+def read_original(root: Path) -> Manifest:
+    return rafdb.read_partition(root, "rafdb_compound_original", CLASS_NAMES, original=True)

@@ -46,7 +46,8 @@ def test_study_data_options_fold_crop_and_frames(tiny_data, tmp_path, capsys):
     from fersearch.search.study import load_study, settings
 
     storage = str(tmp_path / "journal.log")
-    argv = ["create", "--study", "f", "--data", str(tiny_data), "--storage", storage, "--folds", "4", "--fold", "2"]
+    argv = ["create", "--study", "f", "--data", str(tiny_data), "--storage", storage]
+    argv += ["--folds", "4", "--fold", "2"]
     assert main(argv) == 0
     cfg = settings(load_study("f", storage)).data
     assert (cfg.folds, cfg.fold, cfg.crop, cfg.frames) == (4, 2, "face", 1)

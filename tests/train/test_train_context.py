@@ -57,9 +57,12 @@ def test_pack_orders_frames_then_context_and_the_model_unpacks_it():
     torch.manual_seed(0)
     model = create_model(cfg, 5).eval()
     pre = model.preprocess
-    x = to_input(torch.from_numpy(packed), pre["mean"], pre["std"])
-    face = to_input(torch.from_numpy(frames.reshape(6, 8, 8, 3)), pre["mean"], pre["std"]).unflatten(0, (2, 3))
-    ctx = to_input(torch.from_numpy(context.reshape(6, 8, 8, 3)), pre["mean"], pre["std"]).unflatten(0, (2, 3))
+
+    def norm(arr):
+        return to_input(torch.from_numpy(np.ascontiguousarray(arr)), pre["mean"], pre["std"])
+
+    x = norm(packed)
+    face, ctx = (norm(a.reshape(6, 8, 8, 3)).unflatten(0, (2, 3)) for a in (frames, context))
     with torch.no_grad():
         assert torch.allclose(model(x)["logits"], model(face, context=ctx)["logits"], atol=1e-5)
     with pytest.raises(ModelError, match="3 channels per view"):
@@ -71,11 +74,13 @@ def test_every_view_of_a_sample_gets_the_same_augmentation():
     image = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
     sample = np.concatenate([image, image, image], axis=-1)  # three identical views
     pipe = build_pipeline("strong", 24, 1.5, views=3)
+    changed = 0
     for seed in range(5):
         pipe.set_random_seed(seed)
         out = split_views(augment_packed(pipe, sample))
-        assert not np.array_equal(out[0], image) or seed  # it does change the image
+        changed += not np.array_equal(out[0], image)
         assert np.array_equal(out[0], out[1]) and np.array_equal(out[0], out[2])
+    assert changed >= 4  # the pipeline really transforms (the same way for every view)
     x = torch.from_numpy(np.stack([sample] * 4)).permute(0, 3, 1, 2).float()
     y = flip_and_shift(x, True, 0.2, torch.Generator().manual_seed(0))
     assert torch.equal(y[:, 0:3], y[:, 3:6]) and torch.equal(y[:, 0:3], y[:, 6:9])
@@ -136,13 +141,15 @@ def test_search_and_finalize_a_fusion_model_on_clips_through_the_cli(raer, tmp_p
     space_file.write_text(yaml.safe_dump(space))
     storage = str(tmp_path / "journal.log")
     common = ["--study", "ctx", "--storage", storage]
-    argv = ["search", *common, "--data", str(raer), "--space", str(space_file), "--n-trials", "2", "--frames", "2"]
+    argv = ["search", *common, "--data", str(raer), "--space", str(space_file), "--n-trials", "2"]
+    argv += ["--frames", "2"]
     assert main(argv) == 0
     out = tmp_path / "final"
     assert main(["finalize", *common, "--top", "1", "--out", str(out)]) == 0
     import json
 
     report = json.loads((out / "report.json").read_text())
-    assert report["test"]["n"] == len(load_manifest(build_config({"data": {"root": str(raer)}}).data).splits["test"])
+    n_test = len(load_manifest(build_config({"data": {"root": str(raer)}}).data).splits["test"])
+    assert report["test"]["n"] == n_test
     member = report["members"][0]["config"]
     assert member["fusion"] in ("xattn", "concat") and member["data"]["frames"] == 2

@@ -179,6 +179,12 @@ class TrialConfig(BaseModel):
     stage3_sampler: Literal["random", "weighted", "oversample"] = "weighted"
     stage4_sampler: Literal["random", "weighted", "oversample"] = "weighted"
     cooldown_milestones: int = Field(2, ge=0, description="LR drops spread over stage 4")
+    # Augmentation strength per stage, as a multiplier of the augmentation's own strength (the
+    # albumentations pipeline's, or max_shift on the device). Seed 002 keeps it constant: 1.0.
+    stage1_aug: float = Field(1.0, ge=0.0, le=3.0)
+    stage2_aug: float = Field(1.0, ge=0.0, le=3.0)
+    stage3_aug: float = Field(1.0, ge=0.0, le=3.0)
+    stage4_aug: float = Field(1.0, ge=0.0, le=3.0)
 
     @model_validator(mode="after")
     def _stages_in_order(self):

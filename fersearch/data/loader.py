@@ -152,22 +152,33 @@ class TrainLoader:
 
 
 def make_train_loader(
-    config, train, batch_size: int, pin_memory: bool = False, use_context: bool = False
+    config,
+    train,
+    batch_size: int,
+    pin_memory: bool = False,
+    use_context: bool = False,
+    stage_scale: list[float] | None = None,
 ) -> TrainLoader | None:
     """The loader a TrialConfig asks for (augment, strength, progressive phases, num_workers),
     or None when no albumentations pipeline is configured (the loop augments on the device).
-    ``use_context``: pack the split's context views with the faces (fusion models)."""
+    ``use_context``: pack the split's context views with the faces (fusion models);
+    ``stage_scale``: a per-epoch multiplier of the strength (the curriculum's stage values)."""
     if getattr(config, "augment", None) is None:
         return None
     from .augment import progressive_strength
 
     end = config.augment_strength
     start = config.augment_strength_start
-    strength: float | Callable[[int], float] = end
-    if start is not None and config.augment_phases > 1:
+    progressive = start is not None and config.augment_phases > 1
 
-        def strength(epoch: int) -> float:
-            return progressive_strength(epoch, config.epochs, config.augment_phases, start, end)
+    def strength(epoch: int) -> float:
+        base = (
+            progressive_strength(epoch, config.epochs, config.augment_phases, start, end)
+            if progressive
+            else end
+        )
+        scale = stage_scale[min(epoch, len(stage_scale) - 1)] if stage_scale else 1.0
+        return min(3.0, base * scale)
 
     return TrainLoader(
         train.images,

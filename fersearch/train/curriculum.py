@@ -8,6 +8,9 @@ Seed 002's four stages ("slow and steady, accelerate, then land") over 100 epoch
     3 UAR push      41-75    10.0  weighted  1.2   base
     4 cooldown      76-100   3.0   weighted  0.8   lowered by milestones (epochs 76 and 88)
 
+Each stage also scales the augmentation strength (``stage<s>_aug``, 1.0 in seed 002's table:
+searchable, e.g. gentle in the warm-up and strongest in the UAR push).
+
 Stage starts are fractions of the epoch budget (0.16, 0.41, 0.76): stage s begins at the first
 epoch at or after start_s * epochs, which gives the table above for a budget of 100 epochs
 (numbered 0-99; the table's "100" is the end of the budget) and scales it to any other budget
@@ -32,6 +35,7 @@ class EpochPlan:
     tau: float  # logit-adjustment strength
     sampler: str  # random | weighted | oversample
     lr_mult: float  # multiplies the schedule's LR (cooldown milestones)
+    aug: float = 1.0  # multiplies the augmentation strength
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,9 +73,10 @@ def epoch_plan(config: TrialConfig) -> list[EpochPlan]:
     caps = (config.stage1_cap, config.stage2_cap, config.stage3_cap, config.stage4_cap)
     taus = (config.stage1_tau, config.stage2_tau, config.stage3_tau, config.stage4_tau)
     samplers = (config.stage1_sampler, config.stage2_sampler, config.stage3_sampler, config.stage4_sampler)
+    augs = (config.stage1_aug, config.stage2_aug, config.stage3_aug, config.stage4_aug)
     plan = []
     for e in range(config.epochs):
         s = sum(e >= b for b in starts)  # 0-based stage index
         lr_mult = config.lr_gamma ** sum(e >= m for m in milestones)
-        plan.append(EpochPlan(e, s + 1, caps[s], taus[s], samplers[s], lr_mult))
+        plan.append(EpochPlan(e, s + 1, caps[s], taus[s], samplers[s], lr_mult, augs[s]))
     return plan

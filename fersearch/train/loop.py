@@ -1,10 +1,10 @@
 """fit(config, train, val): the training loop, readable top to bottom.
 
 One epoch = the curriculum's plan for it (stage, class-weight cap, sampler, logit-adjust tau, LR
-multiplier) -> an index order from the sampler -> steps of: fetch + augment a batch on the
-device, mix (mixup/cutmix), loss, backward, clip, optimiser (or SAM's two passes), EMA ->
-SWA update -> validation UAR/WAR/macro-F1 (of the EMA weights when EMA is on) -> a ``last``
-checkpoint -> ``on_epoch`` (the search worker reports to Optuna there and may prune).
+multiplier, augmentation strength) -> an index order from the sampler -> steps of: fetch +
+augment a batch on the device, mix (mixup/cutmix), loss, backward, clip, optimiser (or SAM's
+two passes), EMA -> SWA update -> validation UAR/WAR/macro-F1 (of the EMA weights when EMA is
+on) -> a ``last`` checkpoint -> ``on_epoch`` (the search worker reports to Optuna there and may prune).
 
 Never loses work: with ``checkpoint_dir`` every epoch ends with an atomic checkpoint of
 everything needed to continue (weights, optimiser, schedule, EMA/SWA, RNG states, sampler
@@ -83,6 +83,7 @@ def get_batch(
     device: torch.device,
     generator: torch.Generator,
     use_context: bool = False,
+    aug_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Rows ``idx`` of the train arrays -> augmented input (B, 3V, S, S), labels (B,), AU targets
     (B, A) or None. V = 1 for plain images; clip frames and (with ``use_context``) context views
@@ -91,7 +92,7 @@ def get_batch(
     context = train.context[rows] if use_context else None
     images = torch.from_numpy(pack(train.images[rows], context))  # (B, S, S, 3V) uint8, CPU
     x = to_input(images.to(device, non_blocking=True), preprocess["mean"], preprocess["std"])
-    x = flip_and_shift(x, config.hflip, config.max_shift, generator)
+    x = flip_and_shift(x, config.hflip, min(0.49, config.max_shift * aug_scale), generator)
     labels = torch.from_numpy(train.labels[idx.numpy()]).to(device)
     au = getattr(train, "au", None)  # (N, A) float in [0, 1], NaN = unlabelled; optional
     au = torch.from_numpy(np.asarray(au)[idx.numpy()]).float().to(device) if au is not None else None
@@ -199,7 +200,12 @@ def fit(
         return task
 
     loader = make_train_loader(
-        config, train, batch_size, pin_memory=device.type == "cuda", use_context=use_context
+        config,
+        train,
+        batch_size,
+        pin_memory=device.type == "cuda",
+        use_context=use_context,
+        stage_scale=[p.aug for p in plan],
     )
     val_context = val.context if use_context else None
     for epoch in range(start_epoch, E):
@@ -228,7 +234,7 @@ def fit(
 
             if batches is None:
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context)
+                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, stage.aug)
             else:
                 x, labels, au = loader_batch(next(batches), train, pre, device)
             y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
@@ -284,6 +290,7 @@ def fit(
             "cap": stage.cap,
             "tau": stage.tau,
             "sampler": stage.sampler,
+            "aug": stage.aug,
             "train_loss": loss_sum / max(1, steps),
             "lr": optimizer.param_groups[0]["lr"],
             "uar": m["uar"],

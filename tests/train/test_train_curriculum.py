@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 from fersearch.errors import ConfigError
 from fersearch.train.curriculum import epoch_plan
@@ -78,3 +80,37 @@ def test_the_curriculum_search_space_samples_valid_ordered_configs():
         assert [r.stage for r in plan] == sorted(r.stage for r in plan)  # stages only move forward
         assert {r.stage for r in plan} == {1, 2, 3, 4}
         study.tell(trial, 0.0)
+
+
+def test_per_stage_augmentation_strength_reaches_the_loader_and_the_device_shift():
+    from fersearch.data.loader import make_train_loader
+
+    cfg = tiny_config(
+        curriculum=True, epochs=10, stage1_aug=0.5, stage3_aug=2.0, augment="basic", augment_strength=1.2
+    )
+    plan = epoch_plan(cfg)
+    assert [r.aug for r in plan] == [0.5] * 2 + [1.0] * 3 + [2.0] * 3 + [1.0] * 2
+    assert {r.aug for r in epoch_plan(tiny_config(curriculum=True, epochs=10))} == {1.0}  # seed 002
+
+    class Split:
+        images = np.zeros((8, 16, 16, 3), np.uint8)
+        labels = np.arange(8) % 2
+        context = None
+
+    loader = make_train_loader(cfg, Split, 4, stage_scale=[r.aug for r in plan])
+    assert [round(loader.strength_at(e), 6) for e in (0, 3, 6, 9)] == [0.6, 1.2, 2.4, 1.2]
+
+    # the on-device path: the stage's multiplier scales max_shift (0: no shift at all)
+    from fersearch.data.decode import SplitArrays
+    from fersearch.train.loop import get_batch
+
+    split = SplitArrays(
+        np.random.default_rng(0).integers(0, 255, (4, 16, 16, 3), np.uint8), np.zeros(4, int), []
+    )
+    pre = {"mean": [0.5] * 3, "std": [0.5] * 3}
+    still = tiny_config(hflip=False, max_shift=0.3)
+    idx = torch.arange(4)
+    for scale, moved in ((0.0, False), (1.0, True)):
+        x, _, _ = get_batch(split, idx, still, pre, torch.device("cpu"), torch.Generator(), aug_scale=scale)
+        plain = torch.from_numpy(split.images).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+        assert torch.allclose(x, plain, atol=1e-5) != moved

@@ -11,10 +11,13 @@ How a preset meets a search space (the space's constraints win, a preset fills i
     samples it and the key is listed in the trial's ``preset_skipped`` attribute;
   * keys the space leaves alone: the preset's value.
 
-Parts of a recipe that belong to other modules (CLIP prompt learner, face/context fusion,
-attention blocks, Bi-LSTM, AU head, albumentations pipelines, TTA) are named in ``notes`` and
-become preset values when those TrialConfig fields exist. ``pretrained`` is never set here:
-where weights come from is the study's decision (nothing downloads at run time).
+Recipes carry their model parts (the CLIP prompt learner, face/context fusion, attention
+blocks, feature pyramid, GeM pooling, Bi-LSTM, the AU head) and their augmentation. Parts that
+need something the study does not have are left out when the trial is built, and listed in the
+trial's ``preset_skipped`` attribute: face/context fusion without context views, the AU head
+without AU labels, the prompt head when the space fixes a backbone that is not a CLIP tower.
+What finalize does (TTA, ensembles, calibration) is in ``NOTES``. ``pretrained`` is never set
+here: where weights come from is the study's decision (nothing downloads at run time).
 """
 
 from __future__ import annotations
@@ -29,24 +32,39 @@ from .errors import InvalidArgument, one_of
 PRESET_ATTR = "fersearch:preset"
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # seed 000: CLIP-CAER to 70% UAR on RAER. ViT-B/16 CLIP image tower (timm's), 50 epochs,
-    # image-encoder lr 1e-6, label smoothing 0.2, smaller batch.
+    # seed 000: CLIP-CAER to 70% UAR on RAER. CLIP ViT-B/16 with a learned prompt (lr 1e-3), the
+    # image encoder at 1e-6, face/context cross-attention fusion, ColorJitter 0.1/0.1/0.1/0.05
+    # (the basic pipeline), label smoothing 0.2, 50 epochs, a smaller batch.
     "clip_caer_70": {
-        "backbone": "vit_base_patch16_clip_224",  # timm; weights tag .openai
+        "backbone": "open_clip:ViT-B-16",
+        "head": "prompt",
+        "lr": 1e-3,  # prompt, fusion and head
+        "lr_prompt": 1e-3,
+        "lr_backbone": 1e-6,
+        "fusion": "xattn",
+        "augment": "basic",
         "epochs": 50,
-        "lr": 1e-6,
         "label_smoothing": 0.2,
         "batch_size": 32,
         "schedule": "warmup_cosine",
     },
-    # seed 001: ConvNeXtEmoteNet. ConvNeXt-Large, deeper classifier with dropout 0.6, lr 1e-4,
-    # weight decay 1e-3, batch 48, oversampling to 8,000 per class, cosine warm restarts,
-    # SWA from epoch 40 and self-distillation from epoch 30 of 400.
+    # seed 001: ConvNeXtEmoteNet. ConvNeXt-Large with CBAM + ECA + SE attention, a feature
+    # pyramid, learnable (GeM) pooling, a deeper classifier with dropout 0.6/0.4, lr 1e-4,
+    # weight decay 1e-3, batch 48, oversampling to 8,000 per class, progressive 5-phase
+    # augmentation, cosine warm restarts, SWA from epoch 40 and self-distillation from 30 of 400.
     "convnext_emotenet": {
         "backbone": "convnext_large",
+        "attention": "cbam+eca+se",
+        "fpn": True,
+        "pool": "gem",
         "head": "mlp",
+        "head_layers": 2,
         "head_hidden": 512,
         "dropout": 0.6,
+        "head_dropout": 0.4,
+        "augment": "strong",
+        "augment_phases": 5,
+        "augment_strength_start": 0.2,
         "epochs": 400,
         "lr": 1e-4,
         "weight_decay": 1e-3,
@@ -63,11 +81,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "curriculum": True,
         "epochs": 100,
         "schedule": "constant",
+        "augment": "strong",  # "strong augmentation throughout"
     },
-    # seed 003: EfficientNet-B4 (+ dual attention and Bi-LSTM), AdamW 1e-4, ReduceLROnPlateau
-    # with patience 5, weighted cross-entropy, batch 32, gradient clipping.
+    # seed 003: EfficientNet-B4, dual attention, a Bi-LSTM (hidden 512) over the 7x7 tokens,
+    # AdamW 1e-4, ReduceLROnPlateau with patience 5, weighted cross-entropy, batch 32, clipping.
     "efficientnet_bilstm": {
         "backbone": "efficientnet_b4",
+        "attention": "dual",
+        "head": "bilstm",
+        "lstm_hidden": 512,
         "optimizer": "adamw",
         "lr": 1e-4,
         "schedule": "plateau",
@@ -77,9 +99,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_clip": 1.0,
     },
     # seed 004: RAF-CE compound emotions. ConvNeXt, focal loss + label smoothing, mixup 0.2 and
-    # cutmix 1.0 (its snippets' alphas), warm-up + cosine, AU multi-task loss weighted 0.7/0.3.
+    # cutmix 1.0 (its snippets' alphas), warm-up + cosine, the albumentations pipeline, an AU
+    # head sized by the dataset's AU labels with the multi-task loss weighted 0.7/0.3.
     "compound_au": {
         "backbone": "convnext_base",
+        "augment": "strong",
         "loss": "focal",
         "focal_gamma": 2.0,
         "label_smoothing": 0.1,
@@ -91,14 +115,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+# What the recipes do after training: finalize's options, not trial settings.
 NOTES = {
-    "clip_caer_70": "prompt-learner lr 1e-3, face/context cross-attention fusion, ColorJitter",
-    "convnext_emotenet": "CBAM+ECA+SE attention, feature pyramid, learnable pooling, 5-phase "
-    "augmentation, 16-view TTA",
-    "raer_4stage": "strong augmentation throughout",
-    "efficientnet_bilstm": "dual channel+spatial attention, Bi-LSTM (hidden 512) over 7x7 tokens",
-    "compound_au": "AU head, albumentations pipeline, TTA, k-fold",
+    "clip_caer_70": "",
+    "convnext_emotenet": "16-view TTA (finalize --tta full), 5-checkpoint ensemble, per-emotion thresholds",
+    "raer_4stage": "",
+    "efficientnet_bilstm": "",
+    "compound_au": "TTA, ensembles, k-fold (finalize --cv 5), distillation",
 }
+
+# Recipes with an AU head: its size comes from the dataset's AU labels (RAF-CE), not the recipe.
+AU_RECIPES = {"compound_au"}
+PROMPT_KEYS = ("head", "lr_prompt", "prompt_ctx", "prompt_class_specific")
 
 
 def get_preset(name: str) -> dict[str, Any]:
@@ -152,9 +180,42 @@ def enqueue_presets(study: optuna.Study, space, names: list[str] | None = None) 
     return names
 
 
-def preset_values(trial: optuna.Trial, space) -> dict[str, Any]:
-    """The values a preset trial sets beyond its sampled parameters ({} for other trials)."""
+def preset_values(
+    trial: optuna.Trial,
+    space,
+    params: dict[str, Any] | None = None,
+    has_context: bool = True,
+    au_classes: int = 0,
+) -> dict[str, Any]:
+    """The values a preset trial sets beyond its sampled ``params`` ({} for other trials), fitted
+    to the study's data (``has_context``: context views; ``au_classes``: AU labels); parts it
+    cannot use are recorded in the trial's ``preset_skipped`` attribute."""
     name = trial.user_attrs.get(PRESET_ATTR)
     if not name:
         return {}
-    return {k: v for k, v in get_preset(name).items() if k not in space.fixed and k not in space.params}
+    values, dropped = fit_to_study(name, space, params or {}, has_context, au_classes)
+    if dropped:
+        skipped = list(trial.user_attrs.get("preset_skipped", []))
+        trial.set_user_attr("preset_skipped", skipped + [k for k in dropped if k not in skipped])
+    return values
+
+
+def fit_to_study(
+    name: str, space, params: dict[str, Any], has_context: bool, au_classes: int
+) -> tuple[dict[str, Any], list[str]]:
+    """(values to set, keys dropped) for preset ``name`` in a study (see ``preset_values``)."""
+    preset = get_preset(name)
+    values = {k: v for k, v in preset.items() if k not in space.fixed and k not in space.params}
+    dropped: list[str] = []
+    if values.get("fusion", "none") != "none" and not has_context:
+        dropped.append("fusion")
+    backbone = space.fixed.get("backbone", params.get("backbone", preset.get("backbone", "")))
+    if values.get("head") == "prompt" and not str(backbone).startswith("open_clip:"):
+        dropped += [k for k in PROMPT_KEYS if k in values]
+    values = {k: v for k, v in values.items() if k not in dropped}
+    if name in AU_RECIPES and "au_classes" not in space.fixed and "au_classes" not in space.params:
+        if au_classes:
+            values["au_classes"] = au_classes
+        else:
+            dropped.append("au_classes")
+    return values, dropped

@@ -118,7 +118,13 @@ class Objective:
         # A seed-recipe trial fills in what the space leaves open; a retry of an interrupted
         # trial keeps that trial's seed and resumes from its checkpoint.
         resume_from, seed = resume_info(trial)
-        extra = preset_values(trial, self.cfg.space)
+        extra = preset_values(
+            trial,
+            self.cfg.space,
+            params,
+            has_context=self.manifest.clips is not None,
+            au_classes=len(self.manifest.au_names or ()),
+        )
         config = resolve_config(self.cfg.space, {**extra, **params}, self.cfg.data, seed=seed)
         if self.device != "auto":
             config = config.model_copy(update={"device": self.device})

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import torch
@@ -107,22 +108,69 @@ def test_nan_loss_prunes_the_trial_with_its_reason_and_the_worker_goes_on(tmp_pa
 
 
 def test_seed_recipes_are_enqueued_once_at_creation(tmp_path, tiny_data, journal_url):
-    space = _space(tmp_path)
+    space = tmp_path / "space.yaml"
+    narrow = {"lr": {"type": "float", "low": 5.0e-4, "high": 1.0e-2, "log": True}}
+    space.write_text(yaml.safe_dump({**SPACE, "params": narrow}))
     create_from_cli("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True)
     create_from_cli("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True)  # joins
     waiting = [t for t in _trials("seeded", journal_url) if t.state == TrialState.WAITING]
     names = [t.user_attrs["fersearch:preset"] for t in waiting]
     assert names == ["clip_caer_70", "convnext_emotenet", "raer_4stage", "efficientnet_bilstm", "compound_au"]
     by_name = {t.user_attrs["fersearch:preset"]: t for t in waiting}
-    # lr 1e-4 lies in the space's range: enqueued as the trial's parameter
-    assert by_name["efficientnet_bilstm"].system_attrs["fixed_params"] == {"lr": 1e-4}
-    # lr 1e-6 does not: the space samples it, and the trial says so; fixed keys always win
-    assert set(by_name["clip_caer_70"].user_attrs["preset_skipped"]) == {
+    # lr 1e-3 lies in the space's range: enqueued as the trial's parameter
+    assert by_name["clip_caer_70"].system_attrs["fixed_params"] == {"lr": 1e-3}
+    # lr 1e-4 does not: the space samples it, and the trial says so; fixed keys always win
+    assert set(by_name["efficientnet_bilstm"].user_attrs["preset_skipped"]) == {
         "lr",
         "backbone",
-        "epochs",
         "batch_size",
     }
+    assert set(by_name["clip_caer_70"].user_attrs["preset_skipped"]) == {"backbone", "epochs", "batch_size"}
+
+
+def test_recipes_fit_the_study_data_and_space():
+    """Parts a study cannot use are dropped and listed: fusion without context views, the prompt
+    head under a fixed non-CLIP backbone, the AU head without AU labels (sized by them when there)."""
+    from fersearch.presets import fit_to_study
+    from fersearch.search.space import parse_space
+
+    tiny = parse_space(SPACE, source="test")
+    values, dropped = fit_to_study("clip_caer_70", tiny, {}, has_context=False, au_classes=0)
+    assert set(dropped) == {"fusion", "head", "lr_prompt"}
+    assert values["augment"] == "basic" and values["lr_backbone"] == 1e-6 and "fusion" not in values
+    values, dropped = fit_to_study("clip_caer_70", parse_space({**SPACE, "fixed": {}}, "t"), {}, True, 0)
+    assert dropped == [] and (values["head"], values["fusion"]) == ("prompt", "xattn")
+    assert values["backbone"] == "open_clip:ViT-B-16"
+    values, dropped = fit_to_study("compound_au", tiny, {}, has_context=False, au_classes=12)
+    assert values["au_classes"] == 12 and values["loss"] == "focal" and dropped == []
+    values, dropped = fit_to_study("compound_au", tiny, {}, has_context=False, au_classes=0)
+    assert "au_classes" not in values and dropped == ["au_classes"]
+    values, _ = fit_to_study("convnext_emotenet", tiny, {}, False, 0)
+    assert (values["attention"], values["fpn"], values["pool"]) == ("cbam+eca+se", True, "gem")
+    assert values["augment_phases"] == 5 and "backbone" not in values  # the space fixes it
+
+
+def test_every_recipe_trains_with_its_model_parts_on_a_tiny_backbone(tiny_data):
+    """Each recipe's own parts (attention chain, FPN, GeM, Bi-LSTM, AU head, curriculum, strong
+    augmentation, SWA, self-distillation, plateau schedule...) build and train for 2 epochs."""
+    from fersearch.config import build_config
+    from fersearch.data import load_manifest
+    from fersearch.data.decode import SplitArrays, decode_split
+    from fersearch.presets import PRESETS, fit_to_study
+    from fersearch.search.space import parse_space
+    from fersearch.train import fit
+
+    space = parse_space({**SPACE, "fixed": {**SPACE["fixed"], "epochs": 2, "curriculum": False}}, "t")
+    manifest = load_manifest(build_config({"data": {"root": str(tiny_data)}}).data)
+    full = decode_split(manifest, "train", 32)
+    train = SplitArrays(full.images[:128], full.labels[:128], full.paths[:128])  # speed: 2 steps an epoch
+    val = decode_split(manifest, "val", 32)
+    for name in PRESETS:
+        values, _ = fit_to_study(name, space, {}, has_context=False, au_classes=0)
+        values = {**values, **space.fixed, "lr": 1e-3, "oversample_per_class": 20, "device": "cpu"}
+        config = build_config({"data": {"root": str(tiny_data)}, **values})
+        result = fit(config, train, val, manifest.num_classes)
+        assert len(result.history) == 2 and np.isfinite(result.history[-1]["train_loss"]), name
 
 
 @pytest.mark.parametrize(

@@ -117,15 +117,15 @@ def first_batch(root: Path, size: int, repeats: int = 3) -> list[dict]:
     return out
 
 
-def make_dataset(out: Path, n: int, unique: int, sources: Path | None) -> None:
-    """RAF-DB layout with ``n`` image files linked to distinct synthetic 256 px JPEGs."""
+def make_dataset(out: Path, n: int, unique: int, sources: Path | None, source_size: int = 256) -> None:
+    """RAF-DB layout with ``n`` image files linked to distinct synthetic ``source_size`` px JPEGs."""
     if sources is None:
         from fersearch.data.synthetic import generate
 
         sources = out.parent / (out.name + "-unique")
         if not (sources / "EmoLabel").is_dir():
-            print(f"generating {unique} synthetic 256 px faces in {sources} ...", flush=True)
-            generate(sources, n=unique, size=256, seed=0, label_noise=0.0)
+            print(f"generating {unique} synthetic {source_size} px faces in {sources} ...", flush=True)
+            generate(sources, n=unique, size=source_size, seed=0, label_noise=0.0)
         sources = sources / "Image" / "aligned"
     files = sorted(sources.glob("*.jpg"))
     if not files:
@@ -157,15 +157,18 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
     ap.add_argument("--pipelines", nargs="+", default=["basic"], help="also 'none': loading alone")
     ap.add_argument("--no-first-batch", action="store_true", help="skip the time-to-first-batch part")
+    ap.add_argument("--source-size", type=int, default=256, help="side of the generated source JPEGs")
     args = ap.parse_args()
 
     if not (args.data / "EmoLabel").is_dir():
-        make_dataset(args.data, args.n, args.unique, args.sources)
+        make_dataset(args.data, args.n, args.unique, args.sources, args.source_size)
     manifest = with_validation(read_dataset(args.data), 0.1, 0)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     distinct = len({(args.data / r).stat().st_ino for v in manifest.splits.values() for r, _ in v})
     total = sum(len(v) for v in manifest.splits.values())
-    print(f"dataset: {args.data} ({total} image files, {distinct} distinct 256 px JPEGs)")
+    with Image.open(args.data / manifest.splits["train"][0][0]) as first:
+        side = f"{first.width} x {first.height} px"
+    print(f"dataset: {args.data} ({total} image files, {distinct} distinct JPEGs of {side})")
 
     sub = manifest.derive({"train": manifest.splits["train"][: args.subset]})
     print(f"\nthroughput: batch {args.batch_size}, {args.batches} timed batches, images/s")

@@ -8,7 +8,7 @@ import torch
 
 from fersearch.config import DataConfig, TrialConfig
 from fersearch.data import load_manifest
-from fersearch.data.augment import build_pipeline, progressive_strength, tta_views
+from fersearch.data.augment import build_pipeline, progressive_strength
 from fersearch.data.decode import decode_split
 from fersearch.data.loader import TrainLoader, make_train_loader
 from fersearch.errors import InvalidArgument
@@ -55,21 +55,6 @@ def test_progressive_strength_steps_over_phases():
     got = [progressive_strength(e, epochs=10, phases=5, start=0.2, end=1.0) for e in range(10)]
     assert got == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8, 1.0, 1.0])
     assert progressive_strength(3, epochs=10, phases=1, start=0.2, end=1.0) == 1.0
-
-
-def test_tta_view_sets(arrays):
-    batch = np.asarray(arrays[1].images[:4])
-    for name, count in (("none", 1), ("flip", 2), ("crops", 10), ("full", 16)):
-        views = tta_views(name)
-        assert len(views) == count
-        outs = [v(batch) for v in views]
-        assert all(o.shape == batch.shape and o.dtype == np.uint8 for o in outs)
-    flip = tta_views("flip")
-    assert np.array_equal(flip[0](batch), batch) and np.array_equal(flip[1](batch), batch[:, :, ::-1])
-    full = [v(batch) for v in tta_views("full")]
-    assert len({o.tobytes() for o in full}) == 16  # sixteen distinct views
-    with pytest.raises(InvalidArgument, match="unknown TTA view set"):
-        tta_views("twenty")
 
 
 def collect(loader: TrainLoader, epoch: int, order=None):

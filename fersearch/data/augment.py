@@ -1,5 +1,6 @@
 """Training augmentation pipelines (albumentations) by name, with one searchable strength knob,
-progressive strength over training phases, and test-time-augmentation (TTA) view sets.
+progressive strength over training phases. (Test-time augmentation views are finalize's:
+``fersearch.finalize.tta``.)
 
 Pipelines work on uint8 RGB images of the cached size and return the same size: normalisation
 (mean/std from the backbone's pretrained config) happens afterwards on the device, in
@@ -16,7 +17,6 @@ Strength scales every magnitude linearly; 1.0 is the documented recipe, 0 is (ne
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -28,7 +28,6 @@ from .views import split_views
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 PIPELINES = ("none", "basic", "strong")
-TTA_VIEWS = {"none": 1, "flip": 2, "crops": 10, "full": 16}
 
 
 def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None = None, views: int = 1):
@@ -135,74 +134,3 @@ def eval_transform(preprocess: dict):
             A.Normalize(mean=preprocess["mean"], std=preprocess["std"], max_pixel_value=255.0),
         ]
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Test-time augmentation: deterministic views of a batch (N, S, S, 3) -> (N, S, S, 3)
-
-
-def _crop_resize(frac: float, where: str) -> Callable[[np.ndarray], np.ndarray]:
-    def view(batch: np.ndarray) -> np.ndarray:
-        n, size = batch.shape[0], batch.shape[1]
-        c = max(1, int(round(size * frac)))
-        off = {
-            "center": ((size - c) // 2, (size - c) // 2),
-            "tl": (0, 0),
-            "tr": (0, size - c),
-            "bl": (size - c, 0),
-            "br": (size - c, size - c),
-        }[where]
-        crops = batch[:, off[0] : off[0] + c, off[1] : off[1] + c]
-        out = np.empty_like(batch)
-        for i in range(n):
-            out[i] = cv2.resize(crops[i], (size, size), interpolation=cv2.INTER_LINEAR)
-        return out
-
-    return view
-
-
-def _zoom_out(frac: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Shrink the image and pad by reflection: the face a little smaller, as in looser crops."""
-
-    def view(batch: np.ndarray) -> np.ndarray:
-        size = batch.shape[1]
-        small = max(1, int(round(size * frac)))
-        pad = size - small
-        out = np.empty_like(batch)
-        for i in range(batch.shape[0]):
-            s = cv2.resize(batch[i], (small, small), interpolation=cv2.INTER_AREA)
-            out[i] = cv2.copyMakeBorder(
-                s, pad // 2, pad - pad // 2, pad // 2, pad - pad // 2, cv2.BORDER_REFLECT_101
-            )
-        return out
-
-    return view
-
-
-def _identity(batch: np.ndarray) -> np.ndarray:
-    return batch
-
-
-def _flipped(view: Callable) -> Callable:
-    return lambda batch: np.ascontiguousarray(view(batch)[:, :, ::-1])
-
-
-def tta_views(name: str) -> list[Callable[[np.ndarray], np.ndarray]]:
-    """The deterministic views of a TTA set; predictions are averaged over them.
-
-    ``none`` 1 view; ``flip`` identity + mirror; ``crops`` 5 crops (centre + corners at 87.5 %)
-    and their mirrors = 10; ``full`` those 10 + identity, a zoom-in (90 % centre crop) and a
-    zoom-out, each with its mirror = 16 (seed 001's 16-transform TTA).
-    """
-    if name not in TTA_VIEWS:
-        raise InvalidArgument(f"unknown TTA view set: {one_of(name, TTA_VIEWS)}")
-    if name == "none":
-        return [_identity]
-    if name == "flip":
-        return [_identity, _flipped(_identity)]
-    crops = [_crop_resize(0.875, w) for w in ("center", "tl", "tr", "bl", "br")]
-    base = crops
-    if name == "full":
-        base = [_identity, _crop_resize(0.9, "center"), _zoom_out(0.9), *crops]
-    views = [v for b in base for v in (b, _flipped(b))]
-    return views

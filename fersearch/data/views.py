@@ -14,7 +14,7 @@ import numpy as np
 
 
 def num_views(images: np.ndarray, context: np.ndarray | None) -> int:
-    frames = images.shape[1] if images.ndim == 5 else 1
+    frames = images.shape[1] if len(images.shape) == 5 else 1
     return frames * (2 if context is not None else 1)
 
 

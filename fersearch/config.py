@@ -75,6 +75,9 @@ class TrialConfig(BaseModel):
     augment_phases: int = Field(1, ge=1)
     augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
     num_workers: int = Field(0, ge=0, description="loader worker processes (0: in the trial process)")
+    # where the basic pipeline runs: cpu (albumentations, per image, in the loader) or device
+    # (the same recipe batched in torch on the training device: flip, affine, colour jitter)
+    augment_on: Literal["cpu", "device"] = "cpu"
     # --- end data loading ---
     # run
     seed: int = 0
@@ -185,6 +188,15 @@ class TrialConfig(BaseModel):
     stage2_aug: float = Field(1.0, ge=0.0, le=3.0)
     stage3_aug: float = Field(1.0, ge=0.0, le=3.0)
     stage4_aug: float = Field(1.0, ge=0.0, le=3.0)
+
+    @model_validator(mode="after")
+    def _device_augment_is_basic(self):
+        if self.augment_on == "device" and self.augment != "basic":
+            raise ValueError(
+                f"augment_on: device runs the basic pipeline only (got augment {self.augment!r}); "
+                f"use augment: basic, or augment_on: cpu for {self.augment!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stages_in_order(self):

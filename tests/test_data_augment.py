@@ -112,3 +112,49 @@ def test_fit_trains_through_the_loader(arrays):
         7,
     )
     assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])
+
+
+def test_basic_pipeline_on_the_device_matches_its_recipe():
+    """augment_on: device: the basic recipe batched in torch. Strength 0 leaves only the flip;
+    every view of a packed sample gets the same draw; the generator makes it repeatable."""
+    import torch
+
+    from fersearch.train.augment import basic_on_device, to_input
+
+    rng = np.random.default_rng(0)
+    one = rng.integers(0, 255, (16, 24, 24, 3), dtype=np.uint8)
+    images = torch.from_numpy(np.concatenate([one, one], axis=-1))  # two identical views
+    mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
+    plain = to_input(images, mean, std)
+    still = basic_on_device(images, mean, std, 0.0, torch.Generator().manual_seed(0))
+    flipped = 0
+    for i in range(16):
+        same, mirror = (
+            torch.allclose(still[i], plain[i], atol=1e-4),
+            torch.allclose(still[i], plain[i].flip(-1), atol=1e-4),
+        )
+        assert same or mirror
+        flipped += mirror and not same
+    assert 2 <= flipped <= 14
+    out = basic_on_device(images, mean, std, 1.0, torch.Generator().manual_seed(1))
+    again = basic_on_device(images, mean, std, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again) and out.shape == plain.shape
+    assert torch.equal(out[:, :3], out[:, 3:])  # both views alike
+    changed = (out - plain).abs().flatten(1).mean(1)
+    assert (changed > 0.05).sum() >= 8  # most samples really change
+    # strength scales the change: at 0.25 the images move less than at 2
+    weak = basic_on_device(images, mean, std, 0.25, torch.Generator().manual_seed(2))
+    strong = basic_on_device(images, mean, std, 2.0, torch.Generator().manual_seed(2))
+    unflip = lambda a: torch.minimum(
+        (a - plain).abs().mean((1, 2, 3)), (a - plain.flip(-1)).abs().mean((1, 2, 3))
+    )  # noqa: E731
+    assert unflip(weak).mean() < unflip(strong).mean()
+
+
+def test_device_augmentation_accepts_only_basic():
+    from fersearch.config import build_config
+    from fersearch.errors import ConfigError
+
+    build_config({"data": {"root": "."}, "augment": "basic", "augment_on": "device"})
+    with pytest.raises(ConfigError, match="augment_on: device runs the basic pipeline only"):
+        build_config({"data": {"root": "."}, "augment": "strong", "augment_on": "device"})

@@ -151,6 +151,19 @@ class TrainLoader:
         self._loader = None
 
 
+def strength_at(config, epoch: int, stage_scale: list[float] | None = None) -> float:
+    """The augmentation strength of ``epoch``: constant or progressive over ``augment_phases``,
+    times the curriculum stage's multiplier, capped at 3."""
+    from .augment import progressive_strength
+
+    end, start = config.augment_strength, config.augment_strength_start
+    base = end
+    if start is not None and config.augment_phases > 1:
+        base = progressive_strength(epoch, config.epochs, config.augment_phases, start, end)
+    scale = stage_scale[min(epoch, len(stage_scale) - 1)] if stage_scale else 1.0
+    return min(3.0, base * scale)
+
+
 def make_train_loader(
     config,
     train,
@@ -163,22 +176,11 @@ def make_train_loader(
     or None when no albumentations pipeline is configured (the loop augments on the device).
     ``use_context``: pack the split's context views with the faces (fusion models);
     ``stage_scale``: a per-epoch multiplier of the strength (the curriculum's stage values)."""
-    if getattr(config, "augment", None) is None:
+    if getattr(config, "augment", None) is None or getattr(config, "augment_on", "cpu") == "device":
         return None
-    from .augment import progressive_strength
-
-    end = config.augment_strength
-    start = config.augment_strength_start
-    progressive = start is not None and config.augment_phases > 1
 
     def strength(epoch: int) -> float:
-        base = (
-            progressive_strength(epoch, config.epochs, config.augment_phases, start, end)
-            if progressive
-            else end
-        )
-        scale = stage_scale[min(epoch, len(stage_scale) - 1)] if stage_scale else 1.0
-        return min(3.0, base * scale)
+        return strength_at(config, epoch, stage_scale)
 
     return TrainLoader(
         train.images,

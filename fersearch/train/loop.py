@@ -26,14 +26,14 @@ import torch
 
 from ..config import TrialConfig
 from ..data.decode import SplitArrays
-from ..data.loader import make_train_loader
+from ..data.loader import make_train_loader, strength_at
 from ..data.sampling import class_prior, epoch_order, inverse_frequency_weights
 from ..data.views import pack
 from ..errors import ModelError
 from ..metrics import summarize
 from ..models import FERModel, create_model
 from . import checkpoint as ckpt
-from .augment import flip_and_shift, to_input
+from .augment import basic_on_device, flip_and_shift, to_input
 from .averaging import EMA, SWA
 from .curriculum import epoch_at, epoch_plan
 from .distill import Teacher, load_teacher
@@ -87,12 +87,18 @@ def get_batch(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Rows ``idx`` of the train arrays -> augmented input (B, 3V, S, S), labels (B,), AU targets
     (B, A) or None. V = 1 for plain images; clip frames and (with ``use_context``) context views
-    are packed as channels, so one flip/shift moves every view of a sample alike."""
+    are packed as channels, so one flip/shift moves every view of a sample alike.
+    ``aug_scale``: the strength of the on-device basic pipeline (``augment_on: device``), else
+    the curriculum stage's multiplier of ``max_shift``."""
     rows = idx.numpy()
     context = train.context[rows] if use_context else None
     images = torch.from_numpy(pack(train.images[rows], context))  # (B, S, S, 3V) uint8, CPU
-    x = to_input(images.to(device, non_blocking=True), preprocess["mean"], preprocess["std"])
-    x = flip_and_shift(x, config.hflip, min(0.49, config.max_shift * aug_scale), generator)
+    images = images.to(device, non_blocking=True)
+    if config.augment == "basic" and config.augment_on == "device":
+        x = basic_on_device(images, preprocess["mean"], preprocess["std"], aug_scale, generator)
+    else:
+        x = to_input(images, preprocess["mean"], preprocess["std"])
+        x = flip_and_shift(x, config.hflip, min(0.49, config.max_shift * aug_scale), generator)
     labels = torch.from_numpy(train.labels[idx.numpy()]).to(device)
     au = getattr(train, "au", None)  # (N, A) float in [0, 1], NaN = unlabelled; optional
     au = torch.from_numpy(np.asarray(au)[idx.numpy()]).float().to(device) if au is not None else None
@@ -218,6 +224,10 @@ def fit(
         in_swa = epoch >= swa_epoch
         first_step = start_step if epoch == start_epoch else 0
         loss_sum = carried_loss if epoch == start_epoch else 0.0
+        # on-device basic pipeline: its strength this epoch; else the stage's shift multiplier
+        aug = (
+            strength_at(config, epoch, [p.aug for p in plan]) if config.augment_on == "device" else stage.aug
+        )
         model.train()
         # Albumentations pipelines run on the CPU in the data loader (fersearch.data.loader),
         # in the sampler's order; without one, get_batch augments on the device.
@@ -234,7 +244,7 @@ def fit(
 
             if batches is None:
                 idx = order[step * batch_size : (step + 1) * batch_size]
-                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, stage.aug)
+                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, aug)
             else:
                 x, labels, au = loader_batch(next(batches), train, pre, device)
             y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets

@@ -92,8 +92,9 @@ def test_every_view_of_a_sample_gets_the_same_augmentation():
         {"fusion": "xattn", "frames": 3, "temporal": "transformer", "mixup_alpha": 0.2, "swa_start": 0.5},
         {"fusion": "concat", "augment": "basic", "cutmix_alpha": 0.3},
         {"frames": 3, "augment": "strong"},
+        {"fusion": "concat", "frames": 2, "augment": "basic", "augment_on": "device"},
     ],
-    ids=["xattn-clips", "concat-albumentations", "clips-faces-only"],
+    ids=["xattn-clips", "concat-albumentations", "clips-faces-only", "concat-clips-device-augment"],
 )
 def test_fit_on_clips_and_context(raer, over):
     cfg = tiny_config(raer, **over)

@@ -19,6 +19,15 @@ RECIPES = {
     "curriculum_adamw_ema_swa": dict(
         curriculum=True, mixup_alpha=0.4, cutmix_alpha=1.0, label_smoothing=0.1, ema_decay=0.9, swa_start=0.5
     ),
+    # the basic pipeline on the device, progressive, scaled per curriculum stage
+    "device_augment_progressive": dict(
+        curriculum=True,
+        stage1_aug=0.5,
+        augment="basic",
+        augment_on="device",
+        augment_phases=2,
+        augment_strength_start=0.5,
+    ),
     "sgd_sam_focal_oversample_selfdistill": dict(
         optimizer="sgd",
         sam_rho=0.05,

@@ -1,7 +1,8 @@
 """Training-loader throughput: decode-once cache vs decoding source JPEGs every epoch.
 
 Measures, side by side in one run, images/s through ``fersearch.data.loader.TrainLoader`` with
-the ``basic`` albumentations pipeline (strength 1) at 112 and 224 px, num_workers 0 and 2:
+the ``basic`` albumentations pipeline (strength 1) at 112 and 224 px, num_workers 0 and 2 (and,
+with ``--pipelines device``, the same recipe batched in torch, ``augment_on: device``):
 
 - cache: batches gathered from the memory-mapped uint8 cache (``data/cache.py``);
 - jpeg:  the same loader, but every image is opened, decoded (PIL) and resized (OpenCV area)
@@ -62,7 +63,29 @@ class JpegSource:
         return out
 
 
+def device_throughput(images, batches: int, batch_size: int) -> float:
+    """``augment_on: device``: gather a batch, then the basic recipe batched in torch (here on
+    the CPU: the device this machine has), as the training loop's get_batch does."""
+    import torch
+
+    from fersearch.train.augment import basic_on_device
+
+    gen = torch.Generator().manual_seed(0)
+    order = np.random.default_rng(0).permutation(len(images))
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    n = 0
+    for step in range(batches + 2):
+        if step == 2:  # after two warm-up batches
+            t0 = time.perf_counter()
+        idx = np.sort(order[step * batch_size : (step + 1) * batch_size])
+        x = basic_on_device(torch.from_numpy(np.asarray(images[idx])), mean, std, 1.0, gen)
+        n += len(x) if step >= 2 else 0
+    return n / (time.perf_counter() - t0)
+
+
 def throughput(images, labels, workers: int, batches: int, batch_size: int, pipeline: str) -> float:
+    if pipeline == "device":
+        return device_throughput(images, batches, batch_size) if workers == 0 else float("nan")
     loader = TrainLoader(
         images, labels, batch_size, pipeline=pipeline, strength=1.0, num_workers=workers, seed=0
     )
@@ -155,7 +178,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=12, help="timed batches per configuration")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
-    ap.add_argument("--pipelines", nargs="+", default=["basic"], help="also 'none': loading alone")
+    ap.add_argument(
+        "--pipelines", nargs="+", default=["basic"], help="also 'none': loading alone; 'device': torch batched"
+    )
     ap.add_argument("--no-first-batch", action="store_true", help="skip the time-to-first-batch part")
     ap.add_argument("--source-size", type=int, default=256, help="side of the generated source JPEGs")
     args = ap.parse_args()
@@ -180,7 +205,7 @@ def main() -> None:
         build = time.perf_counter() - t
         jpeg = JpegSource(sub.root, cached.paths, size)
         for pipeline in args.pipelines:
-            for workers in (0, 2):
+            for workers in (0,) if pipeline == "device" else (0, 2):
                 c = throughput(cached.images, cached.labels, workers, args.batches, args.batch_size, pipeline)
                 j = throughput(jpeg, cached.labels, workers, args.batches, args.batch_size, pipeline)
                 rows.append((pipeline, size, workers, c, j))

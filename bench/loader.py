@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
     ap.add_argument(
-        "--pipelines", nargs="+", default=["basic"], help="also 'none': loading alone; 'device': torch batched"
+        "--pipelines", nargs="+", default=["basic"], help="also none (loading alone), device (torch)"
     )
     ap.add_argument("--no-first-batch", action="store_true", help="skip the time-to-first-batch part")
     ap.add_argument("--source-size", type=int, default=256, help="side of the generated source JPEGs")

@@ -112,6 +112,23 @@ def round_robin(fns: dict, n: int) -> dict[str, tuple[list[float], float]]:
     return {k: (wall[k], cpu[k] / n) for k in fns}
 
 
+def per_member(ens: dict, arrays: np.ndarray, backbones: list[str], n: int) -> None:
+    """CPU ms per image of each member alone, batch 1, no TTA, for each path."""
+    view = tta.view_set("none")
+    fns = {}
+    for p, e in ens.items():
+        for j, name in enumerate(backbones):
+            if isinstance(e, Before):
+                m = e.ens.models[j]
+                fns[(name, p)] = lambda i, m=m: tta.predict_views(m, arrays[i : i + 1], view)
+            else:
+                fns[(name, p)] = lambda i, r=e.runners[j]: r(arrays[i : i + 1], view)
+    results = round_robin(fns, n)
+    print(f"\nper member, batch 1, no TTA, CPU ms/img: {'  '.join(f'{p:>12}' for p in ens)}")
+    for name in backbones:
+        print(f"  {name:<38}" + "  ".join(f"{results[(name, p)][1]:>12.1f}" for p in ens))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10)
@@ -169,6 +186,8 @@ def main() -> None:
             cpu = (time.process_time() - c0) * 1000 / len(arrays)
             label = f"batch {len(arrays)}, per image"
             print(f"{view_set:<6}{p:<13}{label:<30}{per:>12.1f}{'':>8}{cpu:>11.1f}")
+        if view_set == "none":
+            per_member(ens, arrays, backbones, args.images)
     params = sum(p.numel() for m in load_ensemble(base).models for p in m.parameters())
     total = size_on_disk(base)
     print(

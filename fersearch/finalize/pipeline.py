@@ -249,6 +249,11 @@ def finalize(
     )
     want_onnx = onnx_available() if onnx is None else onnx
     onnx_files = export_onnx(ensemble_dir, load_ensemble(ensemble_dir)) if want_onnx else []
+    if want_onnx and not onnx_files:
+        console.print(
+            "[yellow]ONNX export failed (reason in ensemble/manifest.json); the safetensors "
+            "ensemble is complete, predict with --backend torch[/]"
+        )
     deploy = _measure_deployment(ensemble_dir, split_arrays, manifest, latency_images, bool(onnx_files))
     deploy["onnx_files"] = onnx_files
 

@@ -5,7 +5,7 @@ arguments and calls the library, then import it below.
 """
 
 # The imports register the verbs.
-from . import data, demo, explain, finalize, predict, search, service, synth  # noqa: F401
+from . import data, demo, explain, export_onnx, finalize, predict, search, service, synth  # noqa: F401
 from ._common import app
 
 __all__ = ["app"]

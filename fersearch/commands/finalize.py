@@ -31,6 +31,14 @@ def finalize(
         str,
         typer.Option(help="auto: try every TTA view set on val and keep the best; or a set name, or none."),
     ] = "auto",
+    onnx: Annotated[
+        bool | None,
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="Also write one ONNX file per member (for predict --backend onnxruntime). "
+            "Default: when the onnx extra is installed.",
+        ),
+    ] = None,
     storage: StorageOpt = None,
 ) -> None:
     """Retrain the top-K trials (resumable), choose TTA, ensemble weights and calibration on
@@ -38,7 +46,16 @@ def finalize(
     from ..finalize import finalize as run_finalize
 
     paths = run_finalize(
-        study, top, out, storage, console=err, seeds=seeds, retrain_on=retrain_on, cv=cv, tta_mode=tta
+        study,
+        top,
+        out,
+        storage,
+        console=err,
+        seeds=seeds,
+        retrain_on=retrain_on,
+        cv=cv,
+        tta_mode=tta,
+        onnx=onnx,
     )
     err.print(f"report: {paths['html']}")
     err.print(f"ensemble: {paths['ensemble']}")

@@ -31,6 +31,16 @@ def predict(
         float, typer.Option(help="Video/webcam: EMA weight of the newest frame (1 = no smoothing).")
     ] = 0.3,
     max_frames: Annotated[int | None, typer.Option(help="Video/webcam: stop after this many frames.")] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="torch; onnxruntime (about twice as fast on CPU; needs the onnx extra and the "
+            "ensemble's ONNX files, see `fersearch export-onnx`); auto: onnxruntime when it can."
+        ),
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for inference (default: all cores).", min=1)
+    ] = None,
 ) -> None:
     """Top emotions with probabilities, one CSV row per image or video frame."""
     from ..errors import InvalidArgument
@@ -50,7 +60,11 @@ def predict(
     if not paths and not webcam:
         raise InvalidArgument("give image files, folders or video files, or --webcam")
     images, videos = collect_inputs(paths) if paths else ([], [])
-    ens = load_ensemble(model)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    ens = load_ensemble(model, backend=backend, threads=threads)
     cropper = FaceCropper() if detect_faces else None
     names = ens.class_names
     rows = predict_images(ens, images, cropper) if images else []
@@ -68,6 +82,15 @@ def predict(
     done = len(rows) - len(failed)
     where = f" -> {csv}" if csv is not None else ""
     err.print(
-        f"predicted {done} row(s){where}"
+        f"predicted {done} row(s){where} ({ens.backend} backend)"
         + (f"; {len(failed)} unreadable, listed in the CSV" if failed else "")
     )
+    if cropper is not None:
+        faceless = [r for r in rows if not r.error and r.face is None]
+        if faceless:
+            shown = ", ".join(r.source if r.frame is None else f"{r.source}#{r.frame}" for r in faceless[:3])
+            more = f" and {len(faceless) - 3} more" if len(faceless) > 3 else ""
+            err.print(
+                f"--detect-faces: no face found in {len(faceless)} of {done} row(s) ({shown}{more}): "
+                f"those were predicted on the whole image and have empty face_x..face_h in the CSV"
+            )

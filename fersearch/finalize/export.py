@@ -9,7 +9,9 @@ SHA-256 is recorded, so a truncated or altered file is caught on load.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import logging
 import platform
@@ -21,13 +23,13 @@ from PIL import Image
 
 from .. import __version__
 from ..config import build_config
-from ..errors import ModelError
+from ..errors import InvalidArgument, ModelError
 from ..models import FERModel, create_model
 from ..version import code_version
-from . import tta
+from . import runtime, tta
 from .calibrate import apply_bias
 from .ensemble import combine
-from .retrain import load_weights, save_weights
+from .retrain import load_weights, save_weights, sha256_file, verify_weights
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,11 @@ def size_on_disk(path: Path) -> int:
 
 
 class Ensemble:
-    """Loaded members with their weights, TTA views and calibration: ``predict_probs`` is exactly
-    what finalize evaluated."""
+    """Members with their weights, TTA views and calibration: ``predict_probs`` is exactly what
+    finalize evaluated. ``models`` holds the torch members (empty when loaded for ONNX Runtime
+    only); ``runners`` are what prediction calls (fersearch.finalize.runtime)."""
 
-    def __init__(self, models: list[FERModel], manifest: dict):
+    def __init__(self, models: list[FERModel], manifest: dict, runners: list | None = None):
         self.models = models
         self.manifest = manifest
         self.class_names = list(manifest["class_names"])
@@ -109,24 +112,23 @@ class Ensemble:
         self.bias = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
         self.view_set = manifest["tta"]["view_set"]
         self.views = tta.view_set(self.view_set)
+        self.runners = runners if runners is not None else [runtime.TorchRunner(m) for m in models]
+        self.backend = "torch" if runners is None else "onnxruntime"
 
     @property
     def sizes(self) -> list[int]:
-        return sorted({m.preprocess["image_size"] for m in self.models})
+        return sorted({r.preprocess["image_size"] for r in self.runners})
 
     def to(self, device: torch.device) -> Ensemble:
+        if self.backend != "torch" and torch.device(device).type != "cpu":
+            raise InvalidArgument(f"the {self.backend} backend runs on the CPU only; got device {device}")
         for m in self.models:
             m.to(device)
         return self
 
     def member_probs(self, images_by_size) -> np.ndarray:
         """(M, N, K): each member's softmax averaged over the TTA views, before weighting."""
-        return np.stack(
-            [
-                tta.predict_views(m, images_by_size(m.preprocess["image_size"]), self.views).mean(0)
-                for m in self.models
-            ]
-        )
+        return np.stack([r(images_by_size(r.preprocess["image_size"]), self.views) for r in self.runners])
 
     def predict_probs(self, images_by_size, calibrated: bool = True) -> np.ndarray:
         """images_by_size: callable size -> (N, size, size, 3) uint8 RGB array. Returns (N, K)."""
@@ -147,14 +149,33 @@ class Ensemble:
 
 def resize_rgb(im: Image.Image, size: int) -> np.ndarray:
     """The same conversion and resize as ``fersearch.data.decode`` (RGB, bilinear, square)."""
-    im = im.convert("RGB")
+    if im.mode != "RGB":  # convert() copies even when there is nothing to convert
+        im = im.convert("RGB")
     if im.size != (size, size):
         im = im.resize((size, size), Image.BILINEAR)
     return np.asarray(im, dtype=np.uint8)
 
 
-def load_ensemble(path: str | Path) -> Ensemble:
+def load_ensemble(path: str | Path, backend: str = "torch", threads: int | None = None) -> Ensemble:
+    """backend: "torch" (the members themselves), "onnxruntime" (their ONNX files; ``threads``
+    per session, default all cores) or "auto" (onnxruntime when it can, see runtime)."""
     path = Path(path)
+    manifest = read_manifest(path)
+    backend = runtime.check_backend(backend, manifest)
+    if backend == "onnxruntime":
+        return Ensemble([], manifest, _onnx_runners(path, manifest, threads))
+    models = []
+    fix = "re-run finalize to export the ensemble again"
+    for entry in manifest["members"]:
+        # The member's own weights follow; never look for (or download) pretrained ones here.
+        config = build_config(entry["config"]).model_copy(update={"pretrained": False})
+        model = create_model(config, len(manifest["class_names"]), list(manifest["class_names"]))
+        load_weights(model, path / entry["file"], entry.get("sha256"), fix)
+        models.append(model.eval())
+    return Ensemble(models, manifest)
+
+
+def read_manifest(path: Path) -> dict:
     mpath = path / MANIFEST
     if not mpath.is_file():
         raise ModelError(
@@ -171,38 +192,62 @@ def load_ensemble(path: str | Path) -> Ensemble:
             f"(got format {manifest.get('format')!r} version {manifest.get('format_version')!r}); "
             f"re-run finalize with this fersearch version"
         )
-    models = []
-    fix = "re-run finalize to export the ensemble again"
-    for entry in manifest["members"]:
-        # The member's own weights follow; never look for (or download) pretrained ones here.
-        config = build_config(entry["config"]).model_copy(update={"pretrained": False})
-        model = create_model(config, len(manifest["class_names"]), list(manifest["class_names"]))
-        load_weights(model, path / entry["file"], entry.get("sha256"), fix)
-        models.append(model.eval())
-    return Ensemble(models, manifest)
+    return manifest
+
+
+def _onnx_runners(path: Path, manifest: dict, threads: int | None) -> list:
+    onnx = manifest.get("onnx") or {}
+    files, digests = onnx.get("files") or [], onnx.get("sha256") or []
+    fix = f"run `fersearch export-onnx --model {path}` (needs `pip install 'fersearch[onnx]'`)"
+    if len(files) != len(manifest["members"]):
+        why = onnx.get("error") or "finalize ran without the onnx extra"
+        raise ModelError(
+            f"{str(path)!r} has ONNX files for {len(files)} of {len(manifest['members'])} members "
+            f"({why}); {fix}, or predict with --backend torch"
+        )
+    runners = []
+    for i, (fname, entry) in enumerate(zip(files, manifest["members"])):
+        verify_weights(path / fname, digests[i] if i < len(digests) else None, fix)
+        runners.append(runtime.OrtRunner(path / fname, entry["preprocess"], threads))
+    return runners
 
 
 def onnx_available() -> bool:
-    # torch's ONNX exporter needs both; neither is a fersearch dependency.
+    # torch's ONNX exporter needs both; they come with the optional `onnx` extra.
     return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript"))
 
 
 def export_onnx(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
-    """One ONNX file per member (input: normalised NCHW float, output: logits), only when the
-    optional ``onnx`` package is installed; TTA, weights and calibration stay in the manifest."""
+    """One self-contained ONNX file per member (input: normalised NCHW float, output: logits),
+    their SHA-256 recorded in the manifest; TTA, weights and calibration stay in the manifest.
+    Nothing is written without the optional ``onnx`` extra."""
     if not onnx_available():
         return []
-    files = []
     mpath = ensemble_dir / MANIFEST
     manifest = json.loads(mpath.read_text())
     try:
         files = _export_members(ensemble_dir, ensemble)
-        manifest["onnx"] = {"files": files, "input": "normalised NCHW float32 (mean/std per member)"}
+        manifest["onnx"] = {
+            "files": files,
+            "sha256": [sha256_file(ensemble_dir / f) for f in files],
+            "input": "pixels: normalised NCHW float32 (mean/std per member), output: logits",
+        }
     except Exception as exc:  # optional extra: the safetensors ensemble is already complete
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         log.warning("ONNX export failed, the ensemble is exported without it: %s", exc)
-        manifest["onnx"] = {"files": [], "error": str(exc)}
+        files = []
+        manifest["onnx"] = {"files": [], "error": f"ONNX export failed: {first[:300]}"}
     mpath.write_text(json.dumps(manifest, indent=2))
     return files
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: FERModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["logits"]
 
 
 def _export_members(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
@@ -210,22 +255,17 @@ def _export_members(ensemble_dir: Path, ensemble: Ensemble) -> list[str]:
     for i, model in enumerate(ensemble.models):
         size = model.preprocess["image_size"]
         name = f"member_{i}.onnx"
-
-        class Logits(torch.nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
-
-            def forward(self, x):
-                return self.m(x)["logits"]
-
-        torch.onnx.export(
-            Logits(model.cpu().eval()),
-            torch.zeros(1, 3, size, size),
-            str(ensemble_dir / name),
-            input_names=["pixels"],
-            output_names=["logits"],
-            dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-        )
+        device = next(model.parameters()).device
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+            torch.onnx.export(
+                _Logits(model.cpu().eval()).eval(),
+                (torch.zeros(2, 3, size, size),),  # batch 2: torch.export specialises a batch of 1
+                str(ensemble_dir / name),
+                input_names=["pixels"],
+                output_names=["logits"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                external_data=False,  # one file per member, weights inside (far below 2 GB)
+            )
+        model.to(device)
         files.append(name)
     return files

@@ -19,6 +19,7 @@ step 7 decodes a single test image:
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..data import load_manifest
 from ..data.views import packed_split
-from ..errors import InvalidArgument, one_of
+from ..errors import InvalidArgument, ModelError, one_of
 from ..metrics import summarize
 from ..models import preprocess_for
 from ..search.study import load_study, settings
@@ -126,8 +127,15 @@ def finalize(
     cv: int | None = None,
     tta_mode: str = "auto",
     latency_images: int = 16,
+    onnx: bool | None = None,
 ) -> dict[str, Path]:
+    """onnx: also write ONNX files; None = when the optional onnx extra is installed."""
     _check_args(top, seeds, retrain_on, cv, tta_mode)
+    if onnx and not onnx_available():  # before hours of retraining, not after
+        raise ModelError(
+            "--onnx needs the onnx and onnxscript packages, which are not installed: "
+            "pip install 'fersearch[onnx]', or drop --onnx"
+        )
     console = console or Console(stderr=True)
     out = Path(out)
     study = load_study(study_name, storage_url)
@@ -242,8 +250,14 @@ def finalize(
         view_set,
         retrain_on,
     )
-    onnx_files = export_onnx(ensemble_dir, load_ensemble(ensemble_dir)) if onnx_available() else []
-    deploy = _measure_deployment(ensemble_dir, split_arrays, manifest, latency_images)
+    want_onnx = onnx_available() if onnx is None else onnx
+    onnx_files = export_onnx(ensemble_dir, load_ensemble(ensemble_dir)) if want_onnx else []
+    if want_onnx and not onnx_files:
+        console.print(
+            "[yellow]ONNX export failed (reason in ensemble/manifest.json); the safetensors "
+            "ensemble is complete, predict with --backend torch[/]"
+        )
+    deploy = _measure_deployment(ensemble_dir, split_arrays, manifest, latency_images, bool(onnx_files))
     deploy["onnx_files"] = onnx_files
 
     best = int(np.argmax([m.record["val_uar"] for m in members]))  # best single model: by validation
@@ -443,9 +457,10 @@ def _hygiene_note(retrain_on: str) -> str:
     return note
 
 
-def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int) -> dict:
+def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int, onnx: bool) -> dict:
     """Latency per image at batch size 1 of the reloaded, exported ensemble (with its TTA), on
-    validation images, and the ensemble's size on disk."""
+    validation images, with the torch backend and, when ONNX files were written and onnxruntime
+    is installed, with the onnxruntime backend; and the ensemble's size on disk."""
     import torch
 
     ens = load_ensemble(ensemble_dir)
@@ -453,15 +468,10 @@ def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int) 
     use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
     by_size = {s: packed_split(arrays_fn(manifest, "val", s), use_context)[:n_images] for s in ens.sizes}
     n = min(len(a) for a in by_size.values())
-    ens.predict_probs(lambda s: by_size[s][:1])  # warm-up
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        ens.predict_probs(lambda s, i=i: by_size[s][i : i + 1])
-        times.append((time.perf_counter() - t0) * 1000)
-    return {
-        "latency_ms_per_image_median": float(np.median(times)),
-        "latency_ms_per_image_p90": float(np.percentile(times, 90)),
+    median, p90 = _latency(ens, by_size, n)
+    out = {
+        "latency_ms_per_image_median": median,
+        "latency_ms_per_image_p90": p90,
         "latency_images": n,
         "latency_device": "cpu",
         "torch_threads": torch.get_num_threads(),
@@ -470,3 +480,17 @@ def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int) 
         "size_bytes": size_on_disk(ensemble_dir),
         "budgets": {"latency_ms_per_image": 100, "size_bytes": 500 * 1024 * 1024},
     }
+    if onnx and importlib.util.find_spec("onnxruntime") is not None:
+        median, p90 = _latency(load_ensemble(ensemble_dir, backend="onnxruntime"), by_size, n)
+        out["onnxruntime"] = {"latency_ms_per_image_median": median, "latency_ms_per_image_p90": p90}
+    return out
+
+
+def _latency(ens, by_size: dict, n: int) -> tuple[float, float]:
+    ens.predict_probs(lambda s: by_size[s][:1])  # warm-up
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        ens.predict_probs(lambda s, i=i: by_size[s][i : i + 1])
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times)), float(np.percentile(times, 90))

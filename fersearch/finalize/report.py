@@ -30,6 +30,20 @@ _ALIASES = {
 }
 
 
+def _onnx_latency_rows(d: dict) -> list[list[str]]:
+    if not d.get("onnxruntime"):
+        return []
+    ms = d["onnxruntime"]["latency_ms_per_image_median"]
+    ok = ms <= d["budgets"]["latency_ms_per_image"]
+    return [
+        [
+            "latency per image, ONNX Runtime backend (median, batch 1, cpu)",
+            f"<span class='{'ok' if ok else 'bad'}'>{ms:.1f} ms</span>",
+            f"{d['budgets']['latency_ms_per_image']} ms",
+        ]
+    ]
+
+
 def _canon(name: str) -> str:
     n = name.strip().lower()
     return _ALIASES.get(n, n)
@@ -253,7 +267,13 @@ def render_markdown(r: dict) -> str:
         "",
         f"Deployment: {d['members']} member(s) x {d['views_per_member']} TTA view(s), "
         f"{d['latency_ms_per_image_median']:.1f} ms per image (median, batch 1, {d['latency_device']}), "
-        f"{d['size_bytes'] / 2**20:.1f} MiB on disk.",
+        f"{d['size_bytes'] / 2**20:.1f} MiB on disk."
+        + (
+            f" With ONNX Runtime (`predict --backend onnxruntime`): "
+            f"{d['onnxruntime']['latency_ms_per_image_median']:.1f} ms per image."
+            if d.get("onnxruntime")
+            else ""
+        ),
         "",
         f"Code version {r['code_version']}; ensemble exported to `{r['ensemble_dir']}`; see report.html.",
         "",
@@ -482,6 +502,7 @@ Cross-fitted on validation (offsets fitted on one half, scored on the other): UA
                     f"{d['latency_ms_per_image_median']:.1f} ms</span>",
                     f"{d['budgets']['latency_ms_per_image']} ms",
                 ],
+                *_onnx_latency_rows(d),
                 [
                     "size on disk",
                     f"<span class='{'ok' if size_ok else 'bad'}'>{d['size_bytes'] / 2**20:.1f} MiB</span>",

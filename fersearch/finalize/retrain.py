@@ -92,7 +92,9 @@ def load_array(path: Path) -> np.ndarray:
 
 
 def save_weights(path: Path, model: torch.nn.Module) -> str:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # safetensors refuses tensors that share storage (timm's ConvNeXt head norm is registered
+    # under two names): private CPU copies, as the training checkpoints do.
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     _atomic_bytes(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     return sha256_file(path)
 

@@ -101,6 +101,8 @@ def _instrumented_finalize(tmp: Path, data: Path, storage: str, **kwargs) -> Run
         mp.setattr(pipeline, "choose_view_set", logged("choose_view_set", real_views, 2))
         mp.setattr(retrain, "fit", logged_fit)
         out = tmp / "final"
+        # ONNX export (tens of seconds per member here) is tested on its own, in test_pipeline
+        kwargs.setdefault("onnx", False)
         paths = finalize("fin", kwargs.pop("top", 3), out, storage, latency_images=4, **kwargs)
     return Run(out, storage, data, paths, events)
 

@@ -154,7 +154,7 @@ def test_rerun_reuses_finished_members_and_retrains_only_a_crashed_one(finalized
     )
     from fersearch.finalize import finalize
 
-    finalize("fin", 3, out, finalized.storage, latency_images=2)
+    finalize("fin", 3, out, finalized.storage, latency_images=2, onnx=False)
     assert fits == [2], "only the member without a record may be retrained"
     before = json.loads((finalized.out / "report.json").read_text())
     after = json.loads((out / "report.json").read_text())
@@ -165,7 +165,7 @@ def test_rerun_reuses_finished_members_and_retrains_only_a_crashed_one(finalized
     w = out / "members" / "train" / "trial0_seed0" / "model.safetensors"
     w.write_bytes(w.read_bytes()[:-10])
     with pytest.raises(ModelError, match=r"trial0_seed0.*SHA-256.*delete"):
-        finalize("fin", 3, out, finalized.storage, latency_images=2)
+        finalize("fin", 3, out, finalized.storage, latency_images=2, onnx=False)
     assert fits == [2]
 
 
@@ -241,15 +241,66 @@ def test_resume_detects_a_member_trained_on_other_data(finalized, tmp_path, tiny
         _instrumented_finalize(tmp_path, tiny_data, finalized.storage)  # writes to tmp_path / "final"
 
 
-def test_onnx_export_when_the_optional_packages_are_installed(finalized, tmp_path):
-    onnx = pytest.importorskip("onnx", reason="ONNX export is optional: the onnx package is not installed")
+def test_onnx_export_predicts_what_the_torch_ensemble_predicts(finalized, tmp_path, capsys):
+    """finalize --onnx writes one self-contained ONNX file per member and reports the onnxruntime
+    latency; that backend gives the torch ensemble's probabilities (TTA views, weights and
+    calibration included); export-onnx adds the files to an ensemble without them; a missing
+    or altered ONNX file is a clear error."""
+    onnx = pytest.importorskip("onnx", reason="the optional onnx extra is not installed")
     pytest.importorskip("onnxscript", reason="torch's ONNX exporter needs onnxscript")
-    from fersearch.finalize.export import export_onnx
+    pytest.importorskip("onnxruntime", reason="the optional onnx extra is not installed")
+    from fersearch.cli import main
+    from fersearch.finalize import finalize
 
-    ens_dir = tmp_path / "ensemble"
-    shutil.copytree(finalized.out / "ensemble", ens_dir)
-    files = export_onnx(ens_dir, load_ensemble(ens_dir))
-    assert files == [f"member_{i}.onnx" for i in range(len(load_ensemble(ens_dir).models))]
+    out = tmp_path / "final"
+    shutil.copytree(finalized.out, out)
+    finalize("fin", 3, out, finalized.storage, latency_images=2, onnx=True)  # members are reused
+    ens_dir = out / "ensemble"
+    mpath = ens_dir / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    n = len(manifest["members"])
+    files = [f"member_{i}.onnx" for i in range(n)]
+    assert manifest["onnx"]["files"] == files and len(manifest["onnx"]["sha256"]) == n
+    assert sorted(p.name for p in ens_dir.glob("*.onnx*")) == files  # weights inside, no .data files
     for f in files:
         onnx.checker.check_model(onnx.load(str(ens_dir / f)))
-    assert json.loads((ens_dir / "manifest.json").read_text())["onnx"]["files"] == files
+    report = json.loads((out / "report.json").read_text())
+    assert report["deployment"]["onnxruntime"]["latency_ms_per_image_median"] > 0
+    assert "With ONNX Runtime" in (out / "report.md").read_text()
+    assert "ONNX Runtime backend" in (out / "report.html").read_text()
+
+    manifest["tta"]["view_set"] = "flip"  # two views per member: the view batching is compared too
+    mpath.write_text(json.dumps(manifest))
+    data = load_manifest(DataConfig(**report["data"]))
+    torch_ens = load_ensemble(ens_dir)
+    by_size = {s: decode_split(data, "test", s).images for s in torch_ens.sizes}
+    reference = torch_ens.predict_probs(by_size.__getitem__)
+    ort_ens = load_ensemble(ens_dir, backend="onnxruntime", threads=1)
+    assert ort_ens.models == [] and len(ort_ens.runners) == n
+    assert load_ensemble(ens_dir, backend="auto").backend == "onnxruntime"
+    np.testing.assert_allclose(ort_ens.predict_probs(by_size.__getitem__), reference, atol=1e-5)
+
+    # export-onnx on an ensemble without ONNX files (the first member alone, to keep this short)
+    solo = tmp_path / "solo"
+    shutil.copytree(finalized.out / "ensemble", solo)
+    m = json.loads((solo / "manifest.json").read_text())
+    m["members"], m["weights"] = m["members"][:1], [1.0]
+    (solo / "manifest.json").write_text(json.dumps(m))
+    assert load_ensemble(solo, backend="auto").backend == "torch"
+    with pytest.raises(ModelError, match="fersearch export-onnx"):
+        load_ensemble(solo, backend="onnxruntime")
+    assert main(["export-onnx", "--model", str(solo)]) == 0
+    solo_torch = load_ensemble(solo).predict_probs(by_size.__getitem__)
+    solo_ort = load_ensemble(solo, backend="onnxruntime").predict_probs(by_size.__getitem__)
+    np.testing.assert_allclose(solo_ort, solo_torch, atol=1e-5)
+
+    (ens_dir / files[-1]).write_bytes((ens_dir / files[-1]).read_bytes()[:1000])
+    with pytest.raises(ModelError, match="does not match the SHA-256"):
+        load_ensemble(ens_dir, backend="onnxruntime")
+    image = sorted((data.root / "Image" / "aligned").glob("test_*"))[0]
+    capsys.readouterr()
+    assert main(["predict", "--model", str(ens_dir), str(image), "--backend", "onnxruntime"]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-256" in err and "export-onnx" in err and "Traceback" not in err, err
+    assert main(["predict", "--model", str(ens_dir), str(image), "--backend", "tflite"]) == 2
+    assert "unknown inference backend" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,7 +112,6 @@ def test_predict_bad_inputs_are_clear_errors(finalized, tmp_path, capsys):
 
 
 def test_webcam_without_a_camera_is_a_clear_error(finalized, capsys):
-    from pathlib import Path
 
     if list(Path("/dev").glob("video*")):
         pytest.skip("this machine has a camera device; the no-camera message cannot be checked")
@@ -120,39 +120,79 @@ def test_webcam_without_a_camera_is_a_clear_error(finalized, capsys):
     assert "--webcam: no camera found" in err and "video file" in err
 
 
-def test_detect_faces_crops_the_face_or_says_what_is_missing(finalized, tmp_path, capsys):
+BIG_FACE = (380, 120, 160)  # x, y, side of the pasted 160 px face
+SMALL_FACE = (60, 40, 96)
+
+
+def _photo_with_two_faces():
+    """A 640x400 "photo": a smooth backdrop with two synthetic faces pasted in, a 160 px and a
+    96 px one, drawn at seeds on which OpenCV's frontal-face cascade fires; and the bare backdrop."""
+    from fersearch.data.synthetic import render_face
+
+    backdrop = np.empty((400, 640, 3), np.uint8)
+    backdrop[:] = np.linspace(150, 230, 640).astype(np.uint8)[None, :, None]
+    photo = backdrop.copy()
+    for (x, y, side), (label, seed) in zip((BIG_FACE, SMALL_FACE), ((6, 1), (2, 1))):
+        face, *_ = render_face(label, side, np.random.default_rng(seed))
+        photo[y : y + side, x : x + side] = face
+    return photo, backdrop
+
+
+def _overlap(a, b):
+    """Fraction of square b = (x, y, side) covered by box a = (x, y, w, h)."""
+    w = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[1] + a[3], b[1] + b[2]) - max(a[1], b[1]))
+    return w * h / b[2] ** 2
+
+
+def test_detect_faces_crops_the_largest_face_and_says_when_there_is_none(finalized, tmp_path, capsys):
     import cv2
 
-    from fersearch.data.synthetic import render_face
     from fersearch.predict import FaceCropper
 
-    canvas = np.full((400, 500, 3), 200, np.uint8)
-    face, *_ = render_face(6, 160, np.random.default_rng(1))
-    canvas[100:260, 200:360] = face
-    photo = tmp_path / "photo.png"
-    Image.fromarray(canvas).save(photo)
-    args = [
-        "predict",
-        "--model",
-        str(finalized.out / "ensemble"),
-        str(photo),
-        "--detect-faces",
-        "--csv",
-        str(tmp_path / "f.csv"),
-    ]
-    if not hasattr(cv2, "CascadeClassifier"):
-        # OpenCV 5 dropped the Haar cascades from the main package: the error says what to install.
-        assert main(args) == 2
-        err = capsys.readouterr().err
-        assert "Haar cascade" in err and "opencv-python-headless<5" in err
-        with pytest.raises(Exception, match="Haar"):
-            FaceCropper()
-        return
+    photo, backdrop = _photo_with_two_faces()
+    Image.fromarray(photo).save(tmp_path / "two_faces.png")
+    Image.fromarray(backdrop).save(tmp_path / "no_face.png")
+    ens_dir = finalized.out / "ensemble"
+    out_csv = tmp_path / "f.csv"
+    args = ["predict", "--model", str(ens_dir), str(tmp_path), "--detect-faces", "--csv", str(out_csv)]
     assert main(args) == 0
-    row = _read_csv(tmp_path / "f.csv")[0]
-    x, y, w, h = (int(row[k]) for k in ("face_x", "face_y", "face_w", "face_h"))
-    # the detection lies on the pasted face, not the flat background
-    assert 180 <= x and x + w <= 380 and 80 <= y and y + h <= 280, (x, y, w, h)
+    err = capsys.readouterr().err
+    rows = {Path(r["source"]).name: r for r in _read_csv(out_csv)}
+    ens = load_ensemble(ens_dir)
+    names = ens.class_names
+
+    def probs(row):
+        return np.array([float(row[f"p_{c}"]) for c in names])
+
+    # The detection is the larger face, not the smaller one or the backdrop.
+    two = rows["two_faces.png"]
+    box = tuple(int(two[k]) for k in ("face_x", "face_y", "face_w", "face_h"))
+    x, y, side = BIG_FACE
+    assert x <= box[0] and box[0] + box[2] <= x + side and y <= box[1] and box[1] + box[3] <= y + side, box
+    assert box[2] >= side // 2, box
+    # The ensemble was given the crop around that face: find the crop's place in the photo
+    # (it is an exact sub-image) and check what it covers.
+    crop, crop_box = FaceCropper().crop(Image.fromarray(photo))
+    assert crop_box == box
+    crop_arr = np.asarray(crop)
+    hit = cv2.matchTemplate(photo, crop_arr, cv2.TM_SQDIFF)
+    best, _, (cx, cy), _ = cv2.minMaxLoc(hit)
+    assert best == 0
+    where = (cx, cy, crop_arr.shape[1], crop_arr.shape[0])
+    assert _overlap(where, BIG_FACE) > 0.9 and _overlap(where, SMALL_FACE) == 0, where
+    np.testing.assert_allclose(probs(two), ens.predict_pil([crop])[0], atol=1e-5)
+    whole = ens.predict_pil([Image.fromarray(photo)])[0]
+    assert np.abs(probs(two) - whole).max() > 1e-4, "the crop made no difference: was it used?"
+
+    # No face: the whole image is predicted, the face columns stay empty, and stderr says so.
+    none = rows["no_face.png"]
+    assert [none[k] for k in ("face_x", "face_y", "face_w", "face_h")] == ["", "", "", ""]
+    assert none["error"] == "" and none["top1"] in names
+    np.testing.assert_allclose(probs(none), ens.predict_pil([Image.fromarray(backdrop)])[0], atol=1e-5)
+    assert "--detect-faces: no face found in 1 of 2 row(s)" in err and "no_face.png" in err, err
+    assert "two_faces.png" not in err.split("no face found")[1]
+    assert FaceCropper().crop(Image.fromarray(backdrop))[1] is None
 
 
 def test_explain_writes_gradcam_overlays_per_member(finalized, tmp_path):

@@ -65,7 +65,12 @@ def _run_search_and_finalize(tmp_path: Path, data: Path, space: Path, storage: s
             assert t.value == pytest.approx(max(t.user_attrs["uar_per_epoch"]), abs=1e-4)
 
     out = tmp_path / "final"
-    assert main(["finalize", "--study", "e2e", "--top", "2", "--out", str(out), "--storage", storage]) == 0
+    assert (
+        main(
+            ["finalize", "--study", "e2e", "--top", "2", "--out", str(out), "--storage", storage, "--no-onnx"]
+        )
+        == 0
+    )
     for name in REPORT_FILES:
         assert (out / name).is_file(), name
     return study, out

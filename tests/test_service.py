@@ -295,6 +295,29 @@ def test_three_workers_run_the_budget_exactly_and_each_seed_recipe_once(
 
 
 @pytest.mark.postgres
+def test_a_dropped_connection_is_told_apart_from_a_refused_one(pg_url):
+    from fersearch.search.storage import lost_connection
+
+    engine = sa.create_engine(pg_url)
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with admin.connect() as a:
+                a.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            with pytest.raises(sa.exc.DBAPIError) as cut:
+                conn.execute(sa.text("SELECT 1"))
+        assert lost_connection(cut.value)  # open_storage and the worker retry this
+        refused = sa.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/x")
+        with pytest.raises(sa.exc.DBAPIError) as no_server:
+            refused.connect()
+        assert not lost_connection(no_server.value)  # this one fails at once, with its message
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
+@pytest.mark.postgres
 def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tiny_space):
     from fersearch.search.api import create_from_cli
 

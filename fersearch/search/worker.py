@@ -229,8 +229,8 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device, gpu_lock = choose_device(gpu)
     # heartbeat=True: a killed worker's trial is failed and re-queued (RDB storages).
-    study = load_study(study_name, storage_url, heartbeat=True)
-    cfg = settings(study)
+    study = _db_retry(lambda: load_study(study_name, storage_url, heartbeat=True))
+    cfg = _db_retry(lambda: settings(study))
     summary = WorkerSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
     artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)

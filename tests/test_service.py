@@ -5,6 +5,7 @@ database connections cut, and the dashboard opened in headless Chromium."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -239,6 +240,81 @@ def _browse_dashboard(base: str, study: optuna.Study, trial: optuna.trial.Frozen
         page.goto(f"{base}/dashboard/studies/{sid}")
         page.get_by_text("Intermediate Values", exact=False).first.wait_for(timeout=30000)
         browser.close()
+
+
+@pytest.mark.postgres
+def test_three_workers_run_the_budget_exactly_and_each_seed_recipe_once(
+    pg_url, tmp_path, tiny_data, tiny_space
+):
+    from fersearch.presets import PRESETS
+
+    # The tiny space's fixed keys win over the recipes' (backbone, image size, epochs, batch);
+    # the oversampling of one recipe (8,000 images per class) is fixed small to keep trials short.
+    space = tmp_path / "seeded.yaml"
+    raw = yaml.safe_load(tiny_space.read_text())
+    space.write_text(yaml.safe_dump({**raw, "fixed": {**raw["fixed"], "oversample_per_class": 40}}))
+    budget = len(PRESETS) + 2  # the recipes, then sampled trials
+    create = subprocess.run(
+        [sys.executable, "-m", "fersearch.cli", "create", "--study", "seeded", "--data", str(tiny_data)]
+        + ["--space", str(space), "--storage", pg_url, "--n-trials", str(budget), "--seed-recipes"],
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert create.returncode == 0, create.stderr
+    cmd = worker_command("seeded", pg_url, tmp_path / "shared")
+    workers = [
+        subprocess.Popen(cmd, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outs = [w.communicate(timeout=900) for w in workers]
+    for w, (_, err) in zip(workers, outs):
+        assert w.returncode == 0, err
+        assert "Traceback" not in err
+
+    trials = optuna.load_study(study_name="seeded", storage=open_storage(pg_url)).get_trials()
+    assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    ran = [t for t in trials if not t.user_attrs.get("fersearch:surplus")]
+    assert len(ran) == budget, [(t.number, t.state, t.user_attrs.get("fersearch:preset")) for t in trials]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ran)
+    # each recipe ran exactly once, with the parameters it was enqueued with
+    seeded = [t for t in ran if t.user_attrs.get("fersearch:preset")]
+    assert sorted(t.user_attrs["fersearch:preset"] for t in seeded) == sorted(PRESETS)
+    for t in seeded:
+        enqueued = t.system_attrs["fixed_params"]
+        assert {k: t.params[k] for k in enqueued} == enqueued
+    assert len([t for t in ran if "fixed_params" not in t.system_attrs]) == budget - len(PRESETS)
+    # surplus trials (two workers reaching for the last place) never carry a recipe
+    surplus = [t for t in trials if t.user_attrs.get("fersearch:surplus")]
+    assert not [t for t in surplus if t.user_attrs.get("fersearch:preset")]
+    assert all(t.state == TrialState.FAIL and not t.intermediate_values for t in surplus)
+    # the workers' own reports add up to the budget: each trial reported once, by one worker
+    reported = [re.findall(r"trial +(\d+) (?:complete|pruned)", err) for _, err in outs]
+    assert sorted(int(n) for r in reported for n in r) == sorted(t.number for t in ran)
+
+
+@pytest.mark.postgres
+def test_a_dropped_connection_is_told_apart_from_a_refused_one(pg_url):
+    from fersearch.search.storage import lost_connection
+
+    engine = sa.create_engine(pg_url)
+    admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with admin.connect() as a:
+                a.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            with pytest.raises(sa.exc.DBAPIError) as cut:
+                conn.execute(sa.text("SELECT 1"))
+        assert lost_connection(cut.value)  # open_storage and the worker retry this
+        refused = sa.create_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{_free_port()}/x")
+        with pytest.raises(sa.exc.DBAPIError) as no_server:
+            refused.connect()
+        assert not lost_connection(no_server.value)  # this one fails at once, with its message
+    finally:
+        engine.dispose()
+        admin.dispose()
 
 
 @pytest.mark.postgres

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
@@ -76,7 +78,14 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
             ),
         }
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+            except Exception as exc:
+                # Opening runs several statements; a connection cut meanwhile is transient.
+                if attempt == CONNECT_ATTEMPTS - 1 or not lost_connection(exc):
+                    raise
+                time.sleep(2.0**attempt)
     except Exception as exc:  # sqlalchemy raises OperationalError, ArgumentError, ImportError...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
@@ -84,6 +93,19 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
             f"running and the URL (postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB), or omit "
             f"--storage to use the embedded store {DEFAULT_JOURNAL}"
         ) from None
+
+
+CONNECT_ATTEMPTS = 4
+
+
+def lost_connection(exc: BaseException | None) -> bool:
+    """True when an open connection was dropped (database restart, pg_terminate_backend): worth
+    a retry. A server that refuses to connect, or a wrong URL, is not."""
+    while exc is not None:
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _open_journal(path: Path) -> JournalStorage:

@@ -26,6 +26,7 @@ VERSION_ATTR = "fersearch:version"
 SURPLUS_ATTR = "fersearch:surplus"
 INTERRUPTED_ATTR = "fersearch:interrupted"  # failed by SIGINT/SIGTERM and re-queued to resume
 SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # the presets enqueued at creation
+RETRY_OF_ATTR = "fersearch:retry_of"  # on the copy of an interrupted trial: its number
 
 
 @dataclass
@@ -139,7 +140,11 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """Trials that use up the budget: started ones, minus surplus ones ended unrun, and
     failed ones that were re-queued: interrupted ones and heartbeat-stale ones (their copies
     count instead)."""
-    trials = study.get_trials(deepcopy=False)
+    return counted_among(study.get_trials(deepcopy=False))
+
+
+def counted_among(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """``counted_trials`` for a list of trials already read (all of one study's)."""
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     return [
         t
@@ -149,10 +154,6 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         and not t.user_attrs.get(INTERRUPTED_ATTR)
         and not (t.state == TrialState.FAIL and t.number in retried)
     ]
-
-
-def has_waiting(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
 
 
 def sweep_stale_trials(study: optuna.Study) -> None:

@@ -21,11 +21,10 @@ import optuna
 from ..presets import PRESET_ATTR
 from ..train import checkpoint as ckpt
 from .storage import resolve_url
-from .study import INTERRUPTED_ATTR
+from .study import INTERRUPTED_ATTR, RETRY_OF_ATTR
 
 ARTIFACTS_ENV = "FERSEARCH_ARTIFACTS"
 RESUME_ATTR = "fersearch:resume_from"
-RETRY_OF_ATTR = "fersearch:retry_of"
 SEED_ATTR = "fersearch:seed"
 
 

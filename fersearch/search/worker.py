@@ -26,30 +26,18 @@ from ..presets import preset_values
 from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
 from ..version import code_version
 from .artifacts import open_artifact_store
+from .budget import Surplus, TrialBudget
 from .devices import choose_device
 from .space import resolve_config, sample_params
 from .storage import MAX_RETRY
-from .study import (
-    SURPLUS_ATTR,
-    StudySettings,
-    counted_trials,
-    has_waiting,
-    load_study,
-    settings,
-    sweep_stale_trials,
-)
+from .study import SURPLUS_ATTR, StudySettings, load_study, settings, sweep_stale_trials
 from .trial_state import (
-    RETRY_OF_ATTR,
     checkpoint_dir_for,
     default_artifacts_dir,
     remove_training_state,
     requeue_interrupted,
     resume_info,
 )
-
-
-class _Surplus(Exception):
-    """Another worker started the last budgeted trial first; this one ends unrun."""
 
 
 @dataclass
@@ -85,9 +73,11 @@ class Objective:
         stop: GracefulStop | None = None,
         device: str = "auto",
         artifact_store=None,
+        budget: TrialBudget | None = None,
     ):
         self.study = study
         self.cfg = cfg
+        self.budget = budget or TrialBudget(study, cfg.n_trials)
         self.progress = progress
         self.device = device
         self.artifact_store = artifact_store  # optuna artifact store for the dashboard, or None
@@ -96,22 +86,11 @@ class Objective:
         self.stop = stop
         self.interrupted_numbers: set[int] = set()
 
-    def _is_surplus(self, trial: optuna.Trial) -> bool:
-        if self.cfg.n_trials is None:
-            return False
-        me = self.study._storage.get_trial(trial._trial_id)
-        if "failed_trial" in me.system_attrs or RETRY_OF_ATTR in me.user_attrs:
-            return False  # a retry of a dead or interrupted trial is within the budget already
-        mine = trial.number
-        started = [t for t in counted_trials(self.study) if t.number != mine]
-        earlier = [t for t in started if (t.datetime_start, t.number) < (me.datetime_start, mine)]
-        return len(earlier) >= self.cfg.n_trials
-
     def __call__(self, trial: optuna.Trial) -> float:
         self.current = trial.number
-        if self._is_surplus(trial):
+        if self.budget.is_surplus(trial):
             trial.set_user_attr(SURPLUS_ATTR, True)
-            raise _Surplus()
+            raise Surplus()
         t0 = time.perf_counter()
         params = sample_params(trial, self.cfg.space)
         # ---- presets, retries and checkpoints (training recipes) ----
@@ -257,17 +236,14 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     device, gpu_lock = choose_device(gpu)
     # heartbeat=True: a killed worker's trial is failed and re-queued (RDB storages).
-    study = load_study(study_name, storage_url, heartbeat=True)
-    cfg = settings(study)
+    study = _db_retry(lambda: load_study(study_name, storage_url, heartbeat=True))
+    cfg = _db_retry(lambda: settings(study))
     summary = WorkerSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
     artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
     store = open_artifact_store(artifacts) if upload_artifacts else None
-
-    def budget_left() -> bool:
-        if cfg.n_trials is None or _db_retry(lambda: has_waiting(study)):
-            return True  # re-queued trials run even when the budget is otherwise used up
-        return len(_db_retry(lambda: counted_trials(study))) < cfg.n_trials
+    # One read of the study per trial: the budget check, the progress line and the best trial.
+    budget = TrialBudget(study, cfg.n_trials)
 
     with (
         _progress(console) as progress,
@@ -275,20 +251,21 @@ def run_worker(
         GracefulStop() as stop,
         _QuietInterrupted() as quiet,
     ):
-        objective = Objective(study, cfg, progress, artifacts, stop, device, store)
+        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget)
         objective.interrupted_numbers = quiet.numbers
+        go_on = _db_retry(budget.left)
         trials_task = progress.add_task(
-            f"study {study_name}", total=cfg.n_trials, info="", completed=len(counted_trials(study))
+            f"study {study_name}", total=cfg.n_trials, info="", completed=budget.last.counted
         )
         db_errors = 0
-        while budget_left() and (deadline is None or time.monotonic() < deadline):
+        while go_on and (deadline is None or time.monotonic() < deadline):
             finished: list[optuna.trial.FrozenTrial] = []
             objective.current = None
             try:
                 study.optimize(
                     objective,
                     n_trials=1,
-                    catch=(_Surplus, RuntimeError, TrainingInterrupted),
+                    catch=(Surplus, RuntimeError, TrainingInterrupted),
                     callbacks=[lambda s, t: finished.append(t)],
                 )
             except DB_ERRORS as exc:
@@ -304,18 +281,20 @@ def run_worker(
                 )
                 time.sleep(min(30.0, 2.0**db_errors))
                 _requeue_failed(study, objective.current)
+                go_on = _db_retry(budget.left)
                 continue
             last = finished[-1]
             if stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
-                progress.console.print(_describe(last, study))
+                progress.console.print(_describe(last, _db_retry(budget.read).best))
                 progress.console.print(f"worker stopped by {stop.signal_name}")
                 break
             if last.user_attrs.get(SURPLUS_ATTR):
                 break
             state = last.state.name.lower()
             summary.finished[state] = summary.finished.get(state, 0) + 1
-            progress.console.print(_describe(last, study))
-            progress.update(trials_task, completed=len(_db_retry(lambda: counted_trials(study))))
+            go_on = _db_retry(budget.left)  # the next trial's budget check, read once
+            progress.console.print(_describe(last, budget.last.best))
+            progress.update(trials_task, completed=budget.last.counted)
         _db_retry(lambda: sweep_stale_trials(study))
     return summary
 
@@ -375,12 +354,8 @@ class _QuietInterrupted(logging.Filter):
         return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
 
 
-def _describe(t: optuna.trial.FrozenTrial, study: optuna.Study) -> str:
-    try:
-        best = study.best_trial
-        best_txt = f"best {best.value:.4f} (trial {best.number})"
-    except ValueError:
-        best_txt = "no complete trial yet"
+def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None) -> str:
+    best_txt = "no complete trial yet" if best is None else f"best {best.value:.4f} (trial {best.number})"
     if t.state == TrialState.COMPLETE:
         return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
     if t.state == TrialState.PRUNED:

@@ -1,0 +1,123 @@
+"""The study-wide trial budget on real PostgreSQL, with trials that do no work: exact under
+concurrent workers, queued trials run once, and the in-trial check reads the study only when
+the read before asking cannot settle it."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import optuna
+import pytest
+import sqlalchemy as sa
+from optuna.trial import TrialState
+
+from fersearch.search.budget import Surplus, TrialBudget
+from fersearch.search.storage import open_storage
+from fersearch.search.study import RETRY_OF_ATTR, SURPLUS_ATTR, counted_trials
+
+pytestmark = pytest.mark.postgres
+
+
+def _worker_loop(study: optuna.Study, budget: TrialBudget, objective) -> None:
+    """`fersearch worker`'s loop around a trial (fersearch.search.worker.run_worker)."""
+
+    def guarded(trial: optuna.Trial) -> float:
+        if budget.is_surplus(trial):
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise Surplus()
+        return objective(trial)
+
+    while budget.left():
+        done: list = []
+        study.optimize(guarded, n_trials=1, catch=(Surplus,), callbacks=[lambda s, t: done.append(t)])
+        if done[-1].user_attrs.get(SURPLUS_ATTR):
+            break
+
+
+def _noop(trial: optuna.Trial) -> float:
+    x = trial.suggest_float("x", 0.0, 1.0)
+    trial.report(x, 1)
+    return x
+
+
+def _process(url: str, n_trials: int) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name="b", storage=open_storage(url, heartbeat=True))
+    _worker_loop(study, TrialBudget(study, n_trials), _noop)
+
+
+def test_concurrent_workers_run_exactly_the_budget_and_queued_trials_once(pg_url):
+    study = optuna.create_study(study_name="b", storage=open_storage(pg_url), direction="maximize")
+    queued = [0.1, 0.2, 0.3]
+    for x in queued:
+        study.enqueue_trial({"x": x})
+    n_trials = 16
+    procs = [mp.Process(target=_process, args=(pg_url, n_trials)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+
+    trials = optuna.load_study(study_name="b", storage=open_storage(pg_url)).get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    ran = [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
+    assert len(ran) == n_trials == len(counted_trials(study))
+    assert all(t.state == TrialState.COMPLETE for t in ran)
+    assert sorted(t.params["x"] for t in ran if "fixed_params" in t.system_attrs) == queued
+    surplus = [t for t in trials if t.user_attrs.get(SURPLUS_ATTR)]
+    assert all(t.state == TrialState.FAIL and not t.intermediate_values for t in surplus)
+    assert len(surplus) <= len(procs) - 1  # at most one per worker that found the budget full
+
+
+def _count_statements(storage) -> list[str]:
+    seen: list[str] = []
+    sa.event.listen(storage.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_in_trial_check_reads_only_when_the_read_before_asking_cannot_settle_it(pg_url):
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="b", storage=storage)
+    statements = _count_statements(storage)
+    budget = TrialBudget(study, 3)
+    checks: list[tuple[bool, int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        before = len(statements)
+        checks.append((budget.is_surplus(trial), len(statements) - before))
+        return 0.0
+
+    while budget.left():
+        study.optimize(objective, n_trials=1)
+    # alone on the study: the read before asking settles every check, no query inside the trial
+    assert checks == [(False, 0)] * 3
+    assert len(counted_trials(study)) == 3
+
+
+def test_a_trial_started_after_the_last_place_was_taken_is_surplus(pg_url):
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="b", storage=storage)
+    other = optuna.load_study(study_name="b", storage=open_storage(pg_url))  # another worker
+    statements = _count_statements(storage)
+    budget = TrialBudget(study, 1)
+    assert budget.left()  # the budget has room as this worker reads it ...
+    taken = other.ask()  # ... and another worker takes the last place before it asks
+    checks: list[tuple[bool, int]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        before = len(statements)
+        checks.append((budget.is_surplus(trial), len(statements) - before))
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    ((surplus, queries),) = checks
+    assert surplus and queries > 0  # it could not be settled without reading the study again
+    other.tell(taken, 0.0)
+    assert not budget.left()
+
+    # a re-queued copy of an interrupted trial runs even with the budget used up
+    study.enqueue_trial({}, user_attrs={RETRY_OF_ATTR: taken.number})
+    assert budget.left()
+    study.optimize(objective, n_trials=1)
+    assert checks[-1][0] is False

@@ -46,9 +46,16 @@ CropOpt = Annotated[
 FramesOpt = Annotated[int, typer.Option(help="Clip datasets (raer layout): frames sampled per clip.")]
 
 
-def data_options(folds: int | None, fold: int, crop: str, frames: int) -> dict:
-    """The DataConfig fields the shared data options set."""
-    return {"folds": folds, "fold": fold, "crop": crop, "frames": frames}
+def create_study_from_options(
+    study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
+):
+    """What `create` and `search` do with their shared study options."""
+    from ..search.api import create_from_cli
+
+    data_options = {"folds": folds, "fold": fold, "crop": crop, "frames": frames}
+    return create_from_cli(
+        study, data, space, storage, n_trials, data_format, err, seed_recipes, data_options=data_options
+    )
 
 
 SeedRecipesOpt = Annotated[

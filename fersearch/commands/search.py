@@ -19,7 +19,7 @@ from ._common import (
     StorageOpt,
     StudyOpt,
     app,
-    data_options,
+    create_study_from_options,
     err,
 )
 
@@ -40,19 +40,10 @@ def search(
     frames: FramesOpt = 1,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
-    from ..search.api import create_from_cli
     from ..search.worker import run_worker
 
-    create_from_cli(
-        study,
-        data,
-        space,
-        storage,
-        n_trials,
-        data_format,
-        err,
-        seed_recipes=seed_recipes,
-        data_options=data_options(folds, fold, crop, frames),
+    create_study_from_options(
+        study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
     )
     run_worker(study, storage, timeout=timeout, console=err)
 

@@ -19,7 +19,7 @@ from ._common import (
     StorageOpt,
     StudyOpt,
     app,
-    data_options,
+    create_study_from_options,
     err,
 )
 
@@ -48,18 +48,9 @@ def create(
     frames: FramesOpt = 1,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
-    from ..search.api import create_from_cli
 
-    create_from_cli(
-        study,
-        data,
-        space,
-        storage,
-        n_trials,
-        data_format,
-        err,
-        seed_recipes=seed_recipes,
-        data_options=data_options(folds, fold, crop, frames),
+    create_study_from_options(
+        study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import time
@@ -243,3 +244,79 @@ def test_progress_and_speed(tmp_path):
     print(f"\nsynthetic generation: {rate:.0f} images/s at 100 px on one core")
     assert calls == [(i, 400) for i in range(1, 401)]
     assert rate > 50  # a floor for gross regressions only; shared CI machines vary a lot
+
+
+# --------------------------------------------------------------------------------------------
+# Difficulty
+
+
+def test_standard_difficulty_is_the_generator_as_it_was():
+    # sha256 of 14 faces (pixels, AUs, intensity) rendered before the difficulty knob existed:
+    # the default must keep writing the same data. (A different OpenCV build can change
+    # anti-aliased pixels; then regenerate this with the code of the commit that added it.)
+    digest = hashlib.sha256()
+    for i in range(14):
+        img, au, intensity = synth.render_face(i % 7, 32, np.random.default_rng([0, 1, 2, i]))
+        digest.update(img.tobytes() + au.tobytes() + np.float64(intensity).tobytes())
+    assert digest.hexdigest() == "ab6540fd7d1123c486462f5e1a2a8bc74e2f5e99ee3fee2e12af7f6db4b42f0e"
+
+
+def pixel_probe_uar(root: Path) -> float:
+    """UAR on the test split of a class-balanced ridge regression on raw pixels fitted on train:
+    how much of the label a linear model can read straight off the images."""
+    names, labels = zip(*read_labels(root))
+    x = (
+        np.stack(
+            [
+                np.asarray(Image.open(root / synth.IMAGE_DIR / n.replace(".jpg", "_aligned.jpg")))
+                for n in names
+            ]
+        ).reshape(len(names), -1)
+        / 255.0
+    )
+    y = np.array(labels) - 1
+    train = np.array([n.startswith("train_") for n in names])
+    mu, sd = x[train].mean(0), x[train].std(0) + 1e-3
+    x = (x - mu) / sd
+    k = len(synth.EMOTIONS)
+    w = np.sqrt(1.0 / np.bincount(y[train], minlength=k)[y[train]])[:, None]  # balance classes
+    a, t = x[train] * w, np.eye(k)[y[train]] * w
+    coef = np.linalg.solve(a.T @ a + 10.0 * np.eye(a.shape[1]), a.T @ t)
+    pred = (x[~train] @ coef).argmax(1)
+    return float(np.mean([np.mean(pred[y[~train] == c] == c) for c in range(k)]))
+
+
+def test_easy_is_learnably_easier_and_hard_is_not(tmp_path):
+    uar = {
+        d: pixel_probe_uar(synth.generate(tmp_path / d, n=900, size=32, seed=1, difficulty=d).root)
+        for d in synth.DIFFICULTIES
+    }
+    print(f"\npixel ridge probe, test UAR (chance 1/7 = 0.14): {uar}")
+    assert uar["easy"] > uar["standard"] + 0.25
+    assert uar["hard"] <= uar["standard"] + 0.05
+
+
+def test_difficulty_is_recorded_and_checked(tmp_path):
+    easy = synth.generate(tmp_path / "easy", n=30, size=32, label_noise=0.0, difficulty="easy")
+    assert json.loads((easy.root / synth.MARKER).read_text())["difficulty"] == "easy"
+    standard = synth.generate(tmp_path / "standard", n=30, size=32)
+    assert "difficulty" not in json.loads((standard.root / synth.MARKER).read_text())
+    assert image_bytes(easy.root) != image_bytes(standard.root)
+    _, au_easy = read_au(easy.root)
+    assert min(float(row[-1]) for row in au_easy if row[1] != "7") >= 0.7  # strong expressions only
+    with pytest.raises(InvalidArgument, match="difficulty must be one of easy, standard, hard; got 'medium'"):
+        synth.generate(tmp_path / "bad", n=30, difficulty="medium")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_difficulty_through_the_cli(tmp_path, capsys):
+    from fersearch.cli import main
+
+    out = tmp_path / "easy"
+    assert main(["synth", "--out", str(out), "--n", "30", "--size", "32", "--difficulty", "easy"]) == 0
+    assert json.loads((out / synth.MARKER).read_text())["difficulty"] == "easy"
+    bad = ["synth", "--out", str(tmp_path / "x"), "--n", "60", "--size", "32", "--classes", "compound14"]
+    assert main([*bad, "--difficulty", "easy"]) == 2
+    assert "--difficulty easy applies to the basic7 faces only" in capsys.readouterr().err
+    assert main(["synth", "--out", str(tmp_path / "y"), "--n", "30", "--difficulty", "trivial"]) == 2
+    assert "difficulty must be one of easy, standard, hard; got 'trivial'" in capsys.readouterr().err

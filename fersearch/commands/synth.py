@@ -39,6 +39,14 @@ def synth(
         typer.Option("--context", help="Clips of a face in a scene (RAER-style layout, face + body boxes)."),
     ] = False,
     frames: Annotated[int, typer.Option(help="Frames per clip with --context.")] = 4,
+    difficulty: Annotated[
+        str,
+        typer.Option(
+            help="basic7 only. standard: weak expressions among large nuisances (the default); "
+            "easy: strong expressions, clean camera, for CPU-scale experiments with tiny models; "
+            "hard: weaker expressions, more occlusion and degradation."
+        ),
+    ] = "standard",
 ) -> None:
     """Write a synthetic FER dataset of procedural faces in an official layout."""
     from ..errors import InvalidArgument
@@ -46,6 +54,11 @@ def synth(
 
     if classes not in CLASS_SETS:
         raise InvalidArgument(f"--classes must be one of {', '.join(CLASS_SETS)}; got {classes!r}")
+    if difficulty != "standard" and (context or classes != "basic7"):
+        raise InvalidArgument(
+            f"--difficulty {difficulty} applies to the basic7 faces only; drop it, or drop "
+            "--context / --classes compound14"
+        )
     if context and classes != "basic7":
         raise InvalidArgument("--context writes RAER's five classes; use it without --classes compound14")
     if context:
@@ -68,7 +81,14 @@ def synth(
 
     with bar("synthesising faces") as update:
         summary = generate(
-            out, n=n, size=size, seed=seed, label_noise=label_noise, preview=preview, progress=update
+            out,
+            n=n,
+            size=size,
+            seed=seed,
+            label_noise=label_noise,
+            preview=preview,
+            progress=update,
+            difficulty=difficulty,
         )
     total = sum(sum(c) for c in summary.counts.values())
     err.print(f"wrote {total} images to {summary.root}")

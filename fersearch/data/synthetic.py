@@ -17,6 +17,10 @@ Layout written under ``out`` (same as the real RAF-DB basic release)::
 
 Every image is rendered from its own generator seeded by (seed, split, index), so output is
 byte-identical for a seed whatever the order in which images are produced.
+
+``difficulty`` (``Difficulty``, ``DIFFICULTIES``) scales the expression against the nuisances:
+``standard`` (the default) is this generator's original output, ``easy`` gives tiny models on a
+CPU something they can learn in a few epochs (so that tuning shows), ``hard`` is harsher still.
 """
 
 from __future__ import annotations
@@ -116,6 +120,57 @@ _PROTOTYPES: dict[str, dict[str, tuple[float, float]]] = {
     "Neutral": {},
 }
 _AU_NOISE_P, _AU_NOISE_MAX = 0.3, 0.18  # unrelated AUs twitch a little, neutral faces included
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """How far the expression stands out from the nuisances (``generate(difficulty=...)``).
+
+    ``standard`` is the generator as it always was: with it every draw and every pixel is the
+    same as before the knob existed. ``easy`` is for CPU-scale experiments (tiny models, few
+    epochs, 32-64 px), where standard faces leave every recipe near chance and tuning cannot
+    show: strong, exaggerated expressions, little pose, no occluders, a clean camera.
+    """
+
+    intensity_beta: tuple[float, float] = (1.8, 1.2)  # expression intensity ~ Beta(a, b) ...
+    intensity_floor: float = 0.0  # ... mapped onto [floor, 1]
+    au_gain: float = 1.0  # drawn AU displacement x gain (the AU labels stay in [0, 1])
+    twitch: float = 1.0  # scales the unrelated-AU noise
+    pose: float = 1.0  # scales face shift, roll and yaw
+    accessories: bool = True  # glasses and fringes over the brows
+    occlusion_p: float = 0.15  # sunglasses, hands, masks, objects
+    clutter: int = 3  # at most this many background objects
+    lighting: float = 1.0  # scales the lighting ramp across the face
+    degrade: float = 1.0  # scales the grey-scale, low-resolution and blur probabilities
+    noise: float = 8.0  # sensor noise, max standard deviation in grey levels
+
+
+DIFFICULTIES = {
+    "easy": Difficulty(
+        intensity_beta=(3.0, 1.0),
+        intensity_floor=0.7,
+        au_gain=1.5,  # at most 1.6: AU20 > 1.67 would invert the mouth-opening profile
+        twitch=0.5,
+        pose=0.3,
+        accessories=False,
+        occlusion_p=0.0,
+        clutter=0,
+        lighting=0.3,
+        degrade=0.0,
+        noise=2.0,
+    ),
+    "standard": Difficulty(),
+    "hard": Difficulty(
+        intensity_beta=(1.2, 1.8),
+        pose=1.4,
+        occlusion_p=0.3,
+        clutter=5,
+        lighting=1.3,
+        degrade=1.5,
+        noise=12.0,
+    ),
+}
+STANDARD = DIFFICULTIES["standard"]
 
 _SKIN = np.array(
     [(255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 95), (141, 85, 54), (90, 56, 37)],
@@ -284,7 +339,7 @@ def _rgb(c: np.ndarray) -> RGB:
     return (min(max(r, 0.0), 255.0), min(max(g, 0.0), 255.0), min(max(b, 0.0), 255.0))
 
 
-def _sample_identity(rng) -> _Identity:
+def _sample_identity(rng, d: Difficulty = STANDARD) -> _Identity:
     # Few big draws instead of many scalar ones: rng calls dominate the per-image cost.
     shape = dict(zip(_SHAPE, (_SHAPE_LOW + _SHAPE_SPAN * rng.random(len(_SHAPE))).tolist()))
     r = rng.random(8)
@@ -293,6 +348,9 @@ def _sample_identity(rng) -> _Identity:
     i = min(int(t), len(_SKIN) - 2)
     skin = _SKIN[i] + (_SKIN[i + 1] - _SKIN[i]) * (t - i) + 6 * jitter[0]
     hair = _HAIR[int(r[1] * len(_HAIR))] * (0.8 + 0.4 * r[2]) + 8 * jitter[1]
+    style = _HAIR_STYLES[int(np.searchsorted(_STYLE_CDF, r[5] * _STYLE_CDF[-1]))]
+    if not d.accessories and style == "bangs":
+        style = "short"
     return _Identity(
         skin=_rgb(skin),
         shade=_rgb(skin * (0.78, 0.7, 0.68)),
@@ -301,27 +359,29 @@ def _sample_identity(rng) -> _Identity:
         brow=_rgb(np.minimum(hair, 140) * (0.6 + 0.3 * r[3])),
         iris=_rgb(_IRIS[int(r[4] * len(_IRIS))] + 10 * jitter[3]),
         clothes=_rgb(rng.uniform(20, 235, 3)),
-        style=_HAIR_STYLES[int(np.searchsorted(_STYLE_CDF, r[5] * _STYLE_CDF[-1]))],
+        style=style,
         beard=bool(r[6] < 0.08),
-        glasses=bool(r[7] < 0.12),
+        glasses=bool(d.accessories and r[7] < 0.12),
         **shape,
     )
 
 
-def _sample_expression(rng, label: int) -> tuple[np.ndarray, float]:
+def _sample_expression(rng, label: int, d: Difficulty = STANDARD) -> tuple[np.ndarray, float]:
     """AU intensities (0..1, order AU_NAMES) and the global expression intensity."""
     au = np.zeros(len(AU_NAMES))
     proto = _PROTOTYPES[EMOTIONS[label]]
     intensity = 0.0
     if proto:
         # Skewed towards clear expressions but with a real tail of weak, ambiguous ones.
-        intensity = min(max(float(rng.beta(1.8, 1.2)), 0.03), 1.0)
+        # (floor 0: floor + (1 - floor) * x == x exactly, so standard draws are unchanged)
+        x = float(rng.beta(*d.intensity_beta))
+        intensity = min(max(d.intensity_floor + (1 - d.intensity_floor) * x, 0.03), 1.0)
         present, jitter = rng.random(len(proto)), rng.uniform(0.7, 1.2, len(proto))
         for i, (name, (weight, p)) in enumerate(proto.items()):
             if i == 0 or present[i] < p:
                 au[_AU_SHORT.index(name)] = intensity * weight * jitter[i]
     twitch = rng.random(len(AU_NAMES)) < _AU_NOISE_P
-    au += twitch * rng.uniform(0, _AU_NOISE_MAX, len(AU_NAMES))
+    au += twitch * rng.uniform(0, _AU_NOISE_MAX * d.twitch, len(AU_NAMES))
     return np.clip(au, 0, 1), intensity
 
 
@@ -438,13 +498,13 @@ class _Painter:
 # Drawing: background, body, head, features (canvas is RGB)
 
 
-def _background(rng, size: int) -> np.ndarray:
+def _background(rng, size: int, d: Difficulty = STANDARD) -> np.ndarray:
     # A smooth 2x2 colour field upsampled: a gradient at the cost of one resize. Pulled half
     # way to grey, as indoor and outdoor backgrounds are rarely saturated.
     base = rng.uniform(20, 235, 3)
     corners = 0.5 * (base + base.mean()) + rng.normal(0, 35, (2, 2, 3))
     img = cv2.resize(np.minimum(np.maximum(corners, 0), 255).astype(np.uint8), (size, size))
-    for _ in range(int(rng.integers(0, 4))):  # clutter: doors, posters, other people
+    for _ in range(int(rng.integers(0, d.clutter + 1))):  # clutter: doors, posters, other people
         (x1, y1), (x2, y2) = (rng.uniform(-0.2, 1.2, (2, 2)) * size).astype(int).tolist()
         colour = tuple(rng.uniform(0, 255, 3).tolist())
         if rng.random() < 0.5:
@@ -706,26 +766,29 @@ def _draw_occlusion(p: _Painter, idt: _Identity, rng):
 # One image
 
 
-def render_face(label: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+def render_face(
+    label: int, size: int, rng: np.random.Generator, difficulty: Difficulty = STANDARD
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Draw one face of class ``label`` (0-based, EMOTIONS order).
 
     Returns the RGB uint8 image (size x size x 3), its AU intensities (order AU_NAMES) and the
     global expression intensity (0 for Neutral).
     """
-    idt = _sample_identity(rng)
-    au, intensity = _sample_expression(rng, label)
-    a = dict(zip(_AU_SHORT, au.tolist()))
-    img = _background(rng, size)
+    d = difficulty
+    idt = _sample_identity(rng, d)
+    au, intensity = _sample_expression(rng, label, d)
+    a = dict(zip(_AU_SHORT, (au * d.au_gain).tolist()))
+    img = _background(rng, size, d)
     pose = rng.standard_normal(4)
     half_h = 0.4 * size * rng.uniform(0.9, 1.08)
     p = _Painter(
         img,
-        cx=size * (0.5 + 0.025 * pose[0]),
-        cy=size * (0.5 + 0.025 * pose[1]),
+        cx=size * (0.5 + 0.025 * d.pose * pose[0]),
+        cy=size * (0.5 + 0.025 * d.pose * pose[1]),
         half_w=half_h * idt.aspect,
         half_h=half_h,
-        roll_deg=min(max(6 * pose[2], -15), 15),
-        yaw=min(max(0.15 * pose[3], -0.35), 0.35),
+        roll_deg=min(max(6 * d.pose * pose[2], -15), 15),
+        yaw=min(max(0.15 * d.pose * pose[3], -0.35), 0.35),
     )
     gaze = (rng.uniform(-0.3, 0.3), rng.uniform(-0.01, 0.01))
     blink = rng.uniform(0.5, 0.9) if rng.random() < 0.03 else 0.0
@@ -738,10 +801,10 @@ def render_face(label: int, size: int, rng: np.random.Generator) -> tuple[np.nda
     _draw_hair(p, idt, rng)
     if idt.glasses:
         _draw_glasses(p, idt, dark=False)
-    if rng.random() < 0.15:
+    if rng.random() < d.occlusion_p:
         _draw_occlusion(p, idt, rng)
     p.flush()
-    return _camera(img, rng), au, intensity
+    return _camera(img, rng, d), au, intensity
 
 
 @lru_cache(maxsize=1)
@@ -751,20 +814,20 @@ def _noise_bank() -> np.ndarray:
     return np.random.default_rng(0x5EED).standard_normal(1 << 20, dtype=np.float32)
 
 
-def _camera(img: np.ndarray, rng) -> np.ndarray:
+def _camera(img: np.ndarray, rng, d: Difficulty = STANDARD) -> np.ndarray:
     """Lighting gradient, colour cast, grey-scale, low resolution, blur and sensor noise."""
     size = img.shape[0]
     r = rng.random(8)
     # Lighting and colour cast: a 2x2x3 gain map upsampled, i.e. a smooth ramp across the face.
-    ramp = (0.8 * r[0]) * (rng.random((2, 2, 1)) - 0.5)
+    ramp = (0.8 * d.lighting * r[0]) * (rng.random((2, 2, 1)) - 0.5)
     gain = (0.7 + 0.5 * r[1]) * (1 + ramp) * (0.9 + 0.2 * rng.random(3))
     f = img * cv2.resize(gain.astype(np.float32), (size, size))
-    if r[2] < 0.06:
+    if r[2] < 0.06 * d.degrade:
         f[:] = f.mean(axis=2, keepdims=True)
-    if r[3] < 0.15:  # a low-resolution source, upsampled
+    if r[3] < 0.15 * d.degrade:  # a low-resolution source, upsampled
         small = max(8, int(size * (0.35 + 0.35 * r[4])))
         f = cv2.resize(cv2.resize(f, (small, small), interpolation=cv2.INTER_AREA), (size, size))
-    if r[5] < 0.4:  # out of focus or motion-smoothed
+    if r[5] < 0.4 * d.degrade:  # out of focus or motion-smoothed
         f = cv2.GaussianBlur(f, (0, 0), (0.4 + r[6]) * size / 100.0)
     bank, count = _noise_bank(), f.size
     if count < len(bank):
@@ -772,7 +835,7 @@ def _camera(img: np.ndarray, rng) -> np.ndarray:
         noise = bank[start : start + count].reshape(f.shape)
     else:
         noise = rng.standard_normal(f.shape, dtype=np.float32)
-    f += noise * np.float32(8 * r[7])
+    f += noise * np.float32(d.noise * r[7])
     np.maximum(f, 0, out=f)
     return np.minimum(f, 255, out=f).astype(np.uint8)
 
@@ -880,15 +943,23 @@ def generate(
     label_noise: float = 0.03,
     preview: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    difficulty: str = "standard",
 ) -> SynthSummary:
     """Write a synthetic FER dataset in RAF-DB basic's layout under ``out``.
 
     ``n=None`` writes RAF-DB's full size (12,271 train + 3,068 test); ``n=N`` scales both
     splits to N images in total, keeping RAF-DB's class and train:test proportions. A fraction
     ``label_noise`` of the labels on disk is swapped for a different class (counts unchanged).
-    ``progress(done, total)`` is called after each image.
+    ``progress(done, total)`` is called after each image. ``difficulty``: one of DIFFICULTIES
+    (see ``Difficulty``); ``standard`` writes exactly what this generator always wrote.
     """
     _validate(n, size, seed, label_noise)
+    if difficulty not in DIFFICULTIES:
+        raise InvalidArgument(
+            f"difficulty must be one of {', '.join(DIFFICULTIES)}; got {difficulty!r}. Use easy for "
+            "CPU-scale experiments with tiny models, standard for everything else."
+        )
+    d = DIFFICULTIES[difficulty]
     n, size, seed = (None if n is None else int(n)), int(size), int(seed)  # numpy ints -> JSON
     root = _prepare_out(Path(out))
     counts = split_counts(n)
@@ -904,6 +975,8 @@ def generate(
         "au_names": list(AU_NAMES),
         "note": "procedurally drawn faces, not real people; layout of RAF-DB basic",
     }
+    if difficulty != "standard":  # absent = standard: a standard tree stays byte-identical
+        params["difficulty"] = difficulty
     _write_marker(root, params, complete=False)
     images = root / IMAGE_DIR
     images.mkdir(parents=True)
@@ -915,7 +988,7 @@ def generate(
         true, noisy = _assign_labels(seed, split, counts[split], float(label_noise))
         for i, (label, disk_label) in enumerate(zip(true.tolist(), noisy.tolist()), start=1):
             rng = np.random.default_rng([seed, _SPLIT_ID[split], _FACE, i])
-            img, au, intensity = render_face(label, size, rng)
+            img, au, intensity = render_face(label, size, rng, d)
             quality = int(rng.integers(45, 96))
             name = f"{split}_{i:0{_DIGITS[split]}d}"
             (images / f"{name}_aligned.jpg").write_bytes(_jpeg(img, quality))

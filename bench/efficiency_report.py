@@ -1,0 +1,165 @@
+"""Figures of bench/search_efficiency.py: best-so-far curves, the summary table, the PNG.
+
+The best validation UAR "so far" after e epochs is the best value (the best epoch's validation
+UAR) of the trials that had *completed* by then: pruned trials deliver no model, so they only
+cost epochs. Medians are over repetitions; spreads are min-max.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+
+def best_curve(run: dict, budget: int) -> list[float]:
+    """Best complete-trial value after 0..budget epochs (NaN before the first completes)."""
+    curve, best, trials, i = [], math.nan, run["trials"], 0
+    for e in range(budget + 1):
+        while i < len(trials) and trials[i]["cum_epochs"] <= e:
+            t = trials[i]
+            if t["state"] == "COMPLETE" and (math.isnan(best) or t["value"] > best):
+                best = t["value"]
+            i += 1
+        curve.append(best)
+    return curve
+
+
+def final_best(run: dict) -> float:
+    return max((t["value"] for t in run["trials"] if t["state"] == "COMPLETE"), default=math.nan)
+
+
+def epochs_to_reach(run: dict, target: float) -> int | None:
+    for t in run["trials"]:
+        if t["state"] == "COMPLETE" and t["value"] >= target:
+            return t["cum_epochs"]
+    return None
+
+
+def _median(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.median(values) if values else math.nan
+
+
+def _median_inf(values: list[int | None]) -> float:
+    """Median where "never reached" counts as infinitely many epochs."""
+    return statistics.median([math.inf if v is None else v for v in values]) if values else math.nan
+
+
+def reps_of(results: dict) -> list[str]:
+    return sorted({k.split("/")[0] for k in results["runs"]})
+
+
+def summarize_arms(results: dict, arms: list[str], reference: str) -> dict:
+    reps = reps_of(results)
+    out = {"reference": reference, "budget": results["budget"], "reps": reps, "arms": {}}
+    for arm in arms:
+        runs = [results["runs"].get(f"{r}/{arm}") for r in reps]
+        runs = [(r, run) for r, run in zip(reps, runs) if run is not None]
+        if not runs:
+            continue
+        reach = []
+        for rep, run in runs:
+            ref = results["runs"].get(f"{rep}/{reference}")
+            reach.append(epochs_to_reach(run, final_best(ref)) if ref else None)
+        n_trials = [len(run["trials"]) for _, run in runs]
+        n_pruned = [sum(t["state"] == "PRUNED" for t in run["trials"]) for _, run in runs]
+        tests = [run["finalize"]["test_uar"] for _, run in runs if "finalize" in run]
+        bests = [final_best(run) for _, run in runs]
+        out["arms"][arm] = {
+            "reps": len(runs),
+            "trials": n_trials,
+            "pruned_fraction": sum(n_pruned) / max(1, sum(n_trials)),
+            "epochs": [run["epochs"] for _, run in runs],
+            "final_best": bests,
+            "final_best_median": _median(bests),
+            "reach": reach,
+            "reach_median": _median_inf(reach),
+            "test_uar": tests,
+            "test_uar_median": _median(tests),
+            "search_seconds": [run["seconds"] for _, run in runs],
+            "finalize_seconds": [run["finalize"]["seconds"] for _, run in runs if "finalize" in run],
+        }
+    return out
+
+
+def plot_curves(results: dict, arms: list[str], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    budget = results["budget"]
+    x = np.arange(budget + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    for arm in arms:
+        curves = [best_curve(results["runs"][k], budget) for k in results["runs"] if k.endswith(f"/{arm}")]
+        if not curves:
+            continue
+        c = np.array(curves, dtype=float)  # (reps, budget + 1)
+        have = ~np.isnan(c).any(0)  # median only where every repetition has a complete trial
+        med = np.where(have, np.median(np.where(np.isnan(c), 0, c), 0), np.nan)
+        (line,) = ax.step(x, med, where="post", label=f"{arm} (median of {len(curves)})")
+        ok = ~np.isnan(c).all(0)
+        lo, hi = np.full(len(x), np.nan), np.full(len(x), np.nan)
+        lo[ok], hi[ok] = np.nanmin(c[:, ok], 0), np.nanmax(c[:, ok], 0)
+        ax.fill_between(x[ok], lo[ok], hi[ok], step="post", alpha=0.15, color=line.get_color())
+    ax.axvline(budget / 3, color="grey", ls=":", lw=1, label="a third of the budget")
+    ax.set_xlabel("epochs consumed (pruned trials count the epochs they ran)")
+    ax.set_ylabel("best validation UAR of complete trials")
+    ax.set_title("search efficiency: best so far vs compute (bands: min-max over repetitions)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v, digits=4):
+    if v is None:
+        return "never"
+    if isinstance(v, float) and math.isinf(v):
+        return "never"
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) and not float(v).is_integer() else f"{v:g}"
+
+
+def _spread(values) -> str:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return f"{min(vals):.4f}-{max(vals):.4f}" if vals else "-"
+
+
+def write_markdown(summary: dict, results: dict, png: Path) -> str:
+    budget, ref = summary["budget"], summary["reference"]
+    lines = [
+        f"budget {budget} epochs per arm; {len(summary['reps'])} repetition(s); reference arm `{ref}`",
+        "",
+        f"| arm | trials | pruned | best val UAR, median (min-max) | epochs to reach `{ref}`'s final "
+        "best: median (per rep) | test UAR of finalize --top 3, median (min-max) | search s / finalize s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, s in summary["arms"].items():
+        reach = ", ".join(_fmt(r) for r in s["reach"])
+        med = s["reach_median"]
+        share = f" = {med / budget:.2f} of the budget" if math.isfinite(med) else ""
+        lines.append(
+            f"| {arm} | {_fmt(statistics.median(s['trials']))} | {s['pruned_fraction']:.0%} | "
+            f"{_fmt(s['final_best_median'])} ({_spread(s['final_best'])}) | "
+            f"{_fmt(med)}{share} ({reach}) | "
+            f"{_fmt(s['test_uar_median'])} ({_spread(s['test_uar'])}) | "
+            f"{sum(s['search_seconds']):.0f} / {sum(s['finalize_seconds']):.0f} |"
+        )
+    default = summary["arms"].get("default")
+    if default and ref in summary["arms"]:
+        met = default["reach_median"] <= budget / 3
+        lines += [
+            "",
+            f"goal (default reaches `{ref}`'s final best within a third of the budget, "
+            f"{budget / 3:.1f} epochs, median over repetitions): "
+            f"{'met' if met else 'NOT met'} (median {_fmt(default['reach_median'])} epochs)",
+        ]
+    lines += ["", f"curves: {png}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,335 @@
+"""Does the search pay? fersearch's default search against random search and the seed recipes.
+
+    python bench/search_efficiency.py --out /tmp/effbench            # CPU defaults (see --help)
+    python bench/search_efficiency.py --out runs/eff --data DIR --scale space --budget 600 \
+        --device cuda --jobs 1 --threads 8                             # real data, one GPU
+
+CPU defaults: 2,000 synthetic ``easy`` faces at 32 px (1,200 train / 400 val / 400 test), 6
+epochs per trial, a budget of 120 epochs (20 unpruned trials) per arm, 3 repetitions, two arms at
+a time in two processes of one thread each. Rerunning with the same ``--out`` continues.
+
+Arms, each with the same budget in epochs, the same data and the same seeds (trial n trains
+with seed n in every arm; repetition r seeds every sampler with r):
+
+  default    the space's own sampler and pruner (TPE + Hyperband in ``default``), the seed
+             recipes enqueued as the first trials (``fersearch search --seed-recipes``)
+  random     random search, no pruning (how most people sweep)
+  random_hb  random search with the space's Hyperband pruner
+  seeds      the seed recipes alone, each trained for the full epochs, no pruning; rerun with
+             the next seeds until the budget is spent (hand-tuning). What a recipe leaves
+             open in the space is drawn at random once and kept for its reruns.
+
+Everything runs through fersearch itself: ``create_study`` on an embedded journal file, the
+worker's ``Objective`` (the same trial code ``fersearch worker`` runs), ``make_sampler`` /
+``make_pruner`` from the arm's sampler/pruner settings, and ``finalize`` for the test figures
+(with its optional ONNX export turned off: it costs more than the retraining here).
+Epochs consumed are the epochs trials actually trained (a pruned trial counts the epochs it
+ran). A trial starts only while its full epoch count still fits in the budget, so no arm ever
+spends more than the budget.
+
+Reported per arm (median and min-max over repetitions): best validation UAR of the complete
+trials against epochs consumed (PNG), the epochs each arm needed to reach the ``random`` arm's
+final best, the fraction of trials pruned, and the test UAR of ``finalize --top 3`` (read for
+the report only: every choice, in the search and in finalize, is made on validation).
+
+``--scale cpu`` (default) runs the space's parameters with tiny timm test backbones at a small
+image size on the synthetic faces (``fersearch synth --difficulty easy``): the figures are about
+the search, not about FER accuracy. ``--scale space`` runs the space file unchanged (real
+backbones: GPUs and real data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import io
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+import torch
+from rich.console import Console
+from rich.progress import Progress
+
+from fersearch.config import DataConfig
+from fersearch.data import load_manifest
+from fersearch.data.decode import decode_split
+from fersearch.data.synthetic import DIFFICULTIES, generate
+from fersearch.finalize import finalize, pipeline
+from fersearch.presets import PRESET_ATTR
+from fersearch.search.space import SearchSpace, load_space, parse_space
+from fersearch.search.study import create_study, settings
+from fersearch.search.worker import Objective
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from efficiency_report import plot_curves, summarize_arms, write_markdown  # noqa: E402
+
+ARMS = ("default", "random", "random_hb", "seeds")
+REFERENCE = "random"  # "epochs to reach" is measured against this arm's final best
+
+# --scale cpu: what changes in the space so a 2-core CPU runs the benchmark in minutes. Every
+# other parameter (ranges, sampler and pruner settings) is the space file's own.
+# (Not test_convnext: finalize cannot save ConvNeXt members yet, their head norm shares memory.)
+CPU_BACKBONES = ("test_efficientnet", "test_resnet")
+CPU_FIXED = {
+    # The seed recipes' oversample_per_class (8,000) is sized for RAF-DB's 12,271 images; on a
+    # 1,000-image set it would make one "epoch" fifty times longer. None = the largest class.
+    "oversample_per_class": None,
+}
+
+
+def cpu_space(space: SearchSpace, size: int, epochs: int, warmup: int, backbones) -> SearchSpace:
+    raw = space.model_dump(mode="json")
+    raw["fixed"] = {**raw["fixed"], **CPU_FIXED, "image_size": size, "epochs": epochs}
+    raw["fixed"]["warmup_epochs"] = warmup
+    raw["params"]["backbone"] = {"type": "categorical", "choices": list(backbones)}
+    return parse_space(raw, source="cpu-scaled space")
+
+
+def arm_space(space: SearchSpace, arm: str, seed: int) -> SearchSpace:
+    """The space with the arm's sampler and pruner (all else equal)."""
+    raw = space.model_dump(mode="json")
+    if arm != "default":
+        raw["sampler"] = {**raw["sampler"], "name": "random"}
+    if arm in ("random", "seeds"):
+        raw["pruner"] = {**raw["pruner"], "name": "none"}
+    raw["sampler"]["seed"] = seed
+    return parse_space(raw, source=f"arm {arm}")
+
+
+def run_arm(arm, space, data_cfg, budget, workdir: Path, device: str) -> dict:
+    """Run one arm's search until the next trial would no longer fit in ``budget`` epochs."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    url = f"journal:{workdir / 'study.journal'}"
+    study, created = create_study(arm, space, data_cfg, None, url, seed_recipes=arm in ("default", "seeds"))
+    if not created:
+        raise SystemExit(f"{workdir} already holds a study {arm!r}: remove it or use another --out")
+    progress = Progress(console=Console(file=io.StringIO()), disable=True)
+    objective = Objective(study, settings(study), progress, workdir / "artifacts", device=device)
+    epochs_per_trial = space.max_epochs
+    trials, consumed, t0 = [], 0, time.perf_counter()
+    while consumed + epochs_per_trial <= budget:
+        if arm == "seeds" and not _waiting(study):
+            _enqueue_recipes_again(study)
+        finished: list[optuna.trial.FrozenTrial] = []
+        study.optimize(
+            objective, n_trials=1, catch=(RuntimeError,), callbacks=[lambda s, t: finished.append(t)]
+        )
+        t = finished[-1]
+        ran = _epochs_trained(t, epochs_per_trial)
+        consumed += ran
+        trials.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "epochs": ran,
+                "cum_epochs": consumed,
+                "value": t.value,
+                "uar_per_epoch": t.user_attrs.get("uar_per_epoch", []),
+                "preset": t.user_attrs.get(PRESET_ATTR),
+                "params": t.params,
+                "seconds": t.user_attrs.get("wall_seconds"),
+            }
+        )
+        best = max((x["value"] for x in trials if x["state"] == "COMPLETE"), default=float("nan"))
+        print(
+            f"    {arm:9s} trial {t.number:3d} {t.state.name.lower():8s} {ran} ep "
+            f"(total {consumed:4d}/{budget})  best {best:.4f}",
+            flush=True,
+        )
+    return {"trials": trials, "epochs": consumed, "seconds": time.perf_counter() - t0, "storage": url}
+
+
+def _waiting(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def _enqueue_recipes_again(study: optuna.Study) -> None:
+    """Hand-tuning: the recipes of the first pass again (same parameters), with new trial seeds."""
+    first = [t for t in study.trials if t.user_attrs.get(PRESET_ATTR)]
+    n_recipes = len(study.user_attrs["fersearch:seed_recipes"])
+    for t in first[:n_recipes]:
+        attrs = {PRESET_ATTR: t.user_attrs[PRESET_ATTR], "preset_skipped": t.user_attrs.get("preset_skipped")}
+        study.enqueue_trial(dict(t.params), user_attrs=attrs)
+
+
+def _epochs_trained(t: optuna.trial.FrozenTrial, epochs: int) -> int:
+    done = len(t.user_attrs.get("uar_per_epoch", []))
+    partial = t.state != optuna.trial.TrialState.COMPLETE and "pruned_at_epoch" not in t.user_attrs
+    if partial and done < epochs:
+        done += 1  # diverged or failed inside an epoch: that partial epoch was spent too
+    return min(done, epochs)
+
+
+def run_finalize(arm: str, storage: str, out: Path, top: int) -> dict:
+    # finalize exports ONNX files whenever the onnx package is importable; on this CPU that is
+    # more than half of finalize's time and changes no figure here, so the bench turns it off.
+    pipeline.onnx_available = lambda: False
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        paths = finalize(arm, top, out, storage, console=Console(file=io.StringIO()))
+    report = json.loads(Path(paths["json"]).read_text())
+    return {
+        "test_uar": report["test"]["uar"],
+        "test_war": report["test"]["war"],
+        "val_uar": report["validation"]["uar"],
+        "members": [m["id"] for m in report["members"]],
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def run_job(job: dict) -> tuple[str, dict]:
+    """One arm of one repetition: search, then finalize. Runs in a worker process."""
+    torch.set_num_threads(job["threads"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore")
+    key, workdir = job["key"], Path(job["workdir"])
+    shutil.rmtree(workdir, ignore_errors=True)  # a previous, unfinished attempt
+    space = parse_space(job["space"], source=key)
+    data_cfg = DataConfig.model_validate(job["data"])
+    print(f"[{key}] search", flush=True)
+    run = run_arm(job["arm"], space, data_cfg, job["budget"], workdir, job["device"])
+    if job["top"] > 0:
+        run["finalize"] = run_finalize(job["arm"], run["storage"], workdir / "finalize", job["top"])
+        print(f"[{key}] finalize --top {job['top']}: test UAR {run['finalize']['test_uar']:.4f}", flush=True)
+    return key, run
+
+
+def prepare_data(args) -> DataConfig:
+    if args.data is not None:
+        root = args.data
+    else:
+        root = args.out / "data"
+        wanted = {"n": args.n, "size": args.size, "seed": 0, "label_noise": args.label_noise}
+        marker = root / "synthetic.json"
+        meta = json.loads(marker.read_text()) if marker.is_file() else {}
+        same = all(meta.get(k) == v for k, v in wanted.items())
+        if not (same and meta.get("complete") and meta.get("difficulty", "standard") == args.difficulty):
+            generate(root, difficulty=args.difficulty, **wanted)
+    data_cfg = DataConfig(root=str(root.resolve()), val_fraction=args.val_fraction)
+    manifest = load_manifest(data_cfg)
+    data_cfg.format = manifest.format
+    if args.scale == "cpu":  # build the decoded cache once, before the worker processes map it
+        for split in ("train", "val", "test"):
+            decode_split(manifest, split, args.size)
+    return data_cfg
+
+
+def report(results: dict, arms: list[str], out: Path) -> str:
+    summary = summarize_arms(results, arms, REFERENCE)
+    png = plot_curves(results, arms, out / "search_efficiency.png")
+    text = write_markdown(summary, results, png)
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return text
+
+
+def machine() -> str:
+    load = os.getloadavg()
+    return (
+        f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), optuna {optuna.__version__}, "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True, help="work and results directory")
+    ap.add_argument("--data", type=Path, default=None, help="a dataset dir (default: synthesise one)")
+    ap.add_argument("--space", default="default", help="search space file or built-in name")
+    ap.add_argument("--scale", choices=("cpu", "space"), default="cpu")
+    ap.add_argument("--budget", type=int, default=120, help="epochs per arm and repetition")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--top", type=int, default=3, help="finalize --top K (0: skip finalize)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job (1: fastest on a busy CPU)")
+    ap.add_argument("--jobs", type=int, default=2, help="arms run side by side, one process each")
+    ap.add_argument("--val-fraction", type=float, default=0.25)
+    cpu = ap.add_argument_group("--scale cpu and synthetic data")
+    cpu.add_argument("--epochs", type=int, default=6, help="epochs per trial (--scale cpu)")
+    cpu.add_argument("--warmup-epochs", type=int, default=1)
+    cpu.add_argument("--backbones", nargs="+", default=list(CPU_BACKBONES))
+    cpu.add_argument("--size", type=int, default=32, help="image size (data and --scale cpu)")
+    cpu.add_argument("--n", type=int, default=2000, help="synthetic images (train + test)")
+    cpu.add_argument("--difficulty", choices=list(DIFFICULTIES), default="easy")
+    cpu.add_argument("--label-noise", type=float, default=0.0)
+    ap.add_argument("--report-only", action="store_true", help="redo the figures from --out/results.json")
+    args = ap.parse_args()
+    if args.report_only:
+        results = json.loads((args.out / "results.json").read_text())
+        arms = [a for a in ARMS if any(k.endswith(f"/{a}") for k in results["runs"])]
+        print(report(results, arms, args.out))
+        return
+
+    torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data_cfg = prepare_data(args)
+    space = load_space(args.space)
+    if args.scale == "cpu":
+        space = cpu_space(space, args.size, args.epochs, args.warmup_epochs, args.backbones)
+    manifest = load_manifest(data_cfg)
+    print(f"machine: {machine()}")
+    print(
+        f"data {data_cfg.root}: {len(manifest.splits['train'])} train / {len(manifest.splits['val'])} "
+        f"val / {len(manifest.splits['test'])} test; space {args.space} ({args.scale}): "
+        f"{space.max_epochs} epochs per trial, sampler {space.sampler.model_dump()}, "
+        f"pruner {space.pruner.model_dump()}; budget {args.budget} epochs per arm",
+        flush=True,
+    )
+    results_path = args.out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
+    results.update(
+        {
+            "command": " ".join(sys.argv),
+            "budget": args.budget,
+            "space": space.model_dump(mode="json"),
+            "data": data_cfg.model_dump(),
+        }
+    )
+    t_start = time.perf_counter()
+    todo = [(f"rep{r}/{arm}", arm, r) for r in range(args.reps) for arm in args.arms]
+    todo = [job for job in todo if job[0] not in results["runs"]]  # a rerun continues
+    jobs = {
+        key: dict(
+            key=key,
+            arm=arm,
+            space=arm_space(space, arm, rep).model_dump(mode="json"),
+            data=data_cfg.model_dump(),
+            budget=args.budget,
+            workdir=str(args.out / key),
+            device=args.device,
+            top=args.top,
+            threads=args.threads,
+        )
+        for key, arm, rep in todo
+    }
+    # Separate processes, one study (journal file) each: nothing is shared but the data cache.
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futures = [pool.submit(run_job, job) for job in jobs.values()]
+        for fut in concurrent.futures.as_completed(futures):
+            key, run = fut.result()
+            results["runs"][key] = run
+            results_path.write_text(json.dumps(results, indent=1))
+    results["machine_at_end"] = machine()
+    results["wall_seconds"] = time.perf_counter() - t_start
+    results_path.write_text(json.dumps(results, indent=1))
+
+    print(report(results, args.arms, args.out))
+    print(f"machine at the end: {results['machine_at_end']}; this run {results['wall_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

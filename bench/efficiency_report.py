@@ -138,7 +138,8 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
         f"budget {budget} epochs per arm; {len(summary['reps'])} repetition(s); reference arm `{ref}`",
         "",
         f"| arm | trials | pruned | best val UAR, median (min-max) | epochs to reach `{ref}`'s final "
-        "best: median (per rep) | test UAR of finalize --top 3, median (min-max) | search s / finalize s |",
+        "best: median (per rep) | test UAR of finalize --top 3, median (min-max) | search s / finalize s, "
+        "all reps |",
         "|---|---|---|---|---|---|---|",
     ]
     for arm, s in summary["arms"].items():
@@ -146,7 +147,7 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
         med = s["reach_median"]
         share = f" = {med / budget:.2f} of the budget" if math.isfinite(med) else ""
         lines.append(
-            f"| {arm} | {_fmt(statistics.median(s['trials']))} | {s['pruned_fraction']:.0%} | "
+            f"| {arm} | {statistics.median(s['trials']):g} | {s['pruned_fraction']:.0%} | "
             f"{_fmt(s['final_best_median'])} ({_spread(s['final_best'])}) | "
             f"{_fmt(med)}{share} ({reach}) | "
             f"{_fmt(s['test_uar_median'])} ({_spread(s['test_uar'])}) | "

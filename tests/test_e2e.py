@@ -59,6 +59,10 @@ def _run_search_and_finalize(tmp_path: Path, data: Path, space: Path, storage: s
         assert t.user_attrs["seed"] == t.user_attrs["config"]["seed"]
         assert t.user_attrs["code_version"]
         assert len(t.user_attrs["uar_per_epoch"]) == len(t.intermediate_values)
+        # the pruner is told each epoch's best-so-far UAR: what the trial would return if stopped
+        uars = t.user_attrs["uar_per_epoch"]
+        reported = [t.intermediate_values[step] for step in sorted(t.intermediate_values)]
+        assert reported == pytest.approx([max(uars[: i + 1]) for i in range(len(uars))], abs=1e-5)
         assert t.user_attrs["wall_seconds"] > 0
         if t.state == TrialState.COMPLETE:
             assert t.user_attrs["best_epoch"] >= 1

@@ -94,3 +94,59 @@ def test_max_epochs_from_fixed_or_sampled():
     assert parse_space(GOOD).max_epochs == 3
     raw = {"params": {"epochs": {"type": "int", "low": 2, "high": 9}}}
     assert parse_space(raw).max_epochs == 9
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("tpe", optuna.samplers.TPESampler),
+        ("gp", optuna.samplers.GPSampler),
+        ("random", optuna.samplers.RandomSampler),
+    ],
+)
+def test_sampler_names_build_optuna_samplers(name, cls):
+    from fersearch.search.study import make_sampler
+
+    space = parse_space({**GOOD, "sampler": {"name": name, "n_startup_trials": 2, "seed": 0}}, source="s")
+    assert isinstance(make_sampler(space), cls)
+
+
+def test_gp_sampler_proposes_from_complete_trials_with_a_conditional_param():
+    """The GP sampler runs the space's parameters, the conditional one (head_hidden) included,
+    past its start-up trials."""
+    from fersearch.search.study import make_sampler
+
+    space = parse_space({**GOOD, "sampler": {"name": "gp", "n_startup_trials": 3, "seed": 0}}, source="s")
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(space))
+
+    def objective(trial):
+        p = sample_params(trial, space)
+        return -abs(p["lr"] - 3e-3) - (0.01 if p["head"] == "mlp" else 0.0)
+
+    study.optimize(objective, n_trials=8)
+    assert len(study.trials) == 8 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert any("head_hidden" in t.params for t in study.trials if t.params["head"] == "mlp")
+
+
+def test_unknown_sampler_lists_the_valid_names():
+    msg = _err({**GOOD, "sampler": {"name": "cmaes"}})
+    assert "cmaes" in msg and "tpe" in msg and "gp" in msg
+
+
+def test_successive_halving_prunes_below_the_top_third_at_its_rung():
+    """successive_halving: one rung at min_resource; a trial continues only if its value there is
+    in the top 1/reduction_factor of the trials that reached it (the first one always does)."""
+    from fersearch.search.study import make_pruner
+
+    raw = {**GOOD, "pruner": {"name": "successive_halving", "min_resource": 2, "reduction_factor": 3}}
+    pruner = make_pruner(parse_space(raw, source="s"))
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    pruned = []
+    for value in (0.5, 0.2, 0.9, 0.1):  # the 2nd and 4th are below the best at step 2
+        trial = study.ask()
+        trial.report(value, 1)
+        trial.report(value, 2)
+        pruned.append(trial.should_prune())
+        study.tell(trial, value)
+    assert pruned == [False, True, False, True]

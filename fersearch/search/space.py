@@ -71,14 +71,14 @@ Param = FloatParam | IntParam | CategoricalParam
 
 
 class SamplerSpec(_Strict):
-    name: Literal["tpe", "random"] = "tpe"
+    name: Literal["tpe", "gp", "random"] = "tpe"
     n_startup_trials: int = Field(5, ge=0)
     multivariate: bool = True
     seed: int | None = None
 
 
 class PrunerSpec(_Strict):
-    name: Literal["hyperband", "median", "none"] = "hyperband"
+    name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
     n_startup_trials: int = Field(3, ge=0)  # median only

@@ -40,6 +40,12 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
     spec = space.sampler
     if spec.name == "random":
         return optuna.samplers.RandomSampler(seed=spec.seed)
+    if spec.name == "gp":
+        # Gaussian-process BO models only complete trials; running ones are imputed, so parallel
+        # workers do not propose the same point.
+        return optuna.samplers.GPSampler(
+            seed=spec.seed, n_startup_trials=spec.n_startup_trials, warn_independent_sampling=False
+        )
     # constant_liar keeps parallel workers from proposing the same point while trials run.
     return optuna.samplers.TPESampler(
         n_startup_trials=spec.n_startup_trials,
@@ -58,6 +64,10 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
             n_startup_trials=spec.n_startup_trials, n_warmup_steps=spec.n_warmup_steps
         )
     # The resource is the epoch: trials report after each epoch, steps 1..max_epochs.
+    if spec.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=spec.min_resource, reduction_factor=spec.reduction_factor
+        )
     return optuna.pruners.HyperbandPruner(
         min_resource=spec.min_resource,
         max_resource=space.max_epochs,

@@ -10,7 +10,8 @@ What changes is how the work is done, per batch instead of per albumentations ca
   whole batch at once; an image none of the transforms fire on is not touched or copied;
 - ColorJitter runs its four parts in the sampled order with albumentations' own uint8 formulas
   (the same lookup tables, the same OpenCV calls), but each lookup table is applied with one
-  ``cv2.LUT`` call (hue: the table on the extracted H plane, not a strided channel copy);
+  ``cv2.LUT`` call (hue: the table on the extracted H plane, not a strided channel copy), and
+  contrast directly followed by brightness is one composed table;
 - no Compose call, no per-call validation or dict wrapping, no matrix built twice (albumentations
   builds one for bounding boxes too).
 
@@ -131,8 +132,13 @@ class FastBasic:
         """Augment ``batch`` (B, H, W, 3V) uint8 in place with the draws of ``seed``."""
         n, h, w = batch.shape[:3]
         draws = self.draw(np.random.default_rng(seed), n, h, w)
-        for i in range(n):
-            self.apply_params(batch[i], draws, i, out=batch[i])
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(0)  # one image is too small to split across threads; on a busy host it costs
+        try:
+            for i in range(n):
+                self.apply_params(batch[i], draws, i, out=batch[i])
+        finally:
+            cv2.setNumThreads(threads)
         return batch
 
     def apply_params(self, sample: np.ndarray, d: Draws, i: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -172,8 +178,15 @@ class FastBasic:
         return cv2.warpAffine(img, d.matrix[i][:2], (w, h), flags=flags, borderMode=border, borderValue=fill)
 
     def _jitter(self, img: np.ndarray, factors: np.ndarray, order: np.ndarray) -> np.ndarray:
-        for part in order:
-            f = float(factors[part])
+        parts = order.tolist()
+        k = 0
+        while k < len(parts):
+            part, f = parts[k], float(factors[parts[k]])
+            if part == 1 and k + 1 < len(parts) and parts[k + 1] == 0:
+                # contrast then brightness: both lookup tables, composed into one pass (exact)
+                img = cv2.LUT(img, brightness_lut(float(factors[0]))[contrast_lut(img, f)])
+                k += 2
+                continue
             if part == 0:
                 img = brightness(img, f)
             elif part == 1:
@@ -182,6 +195,7 @@ class FastBasic:
                 img = saturation(img, f)
             else:
                 img = hue(img, f)
+            k += 1
         return img
 
 
@@ -217,25 +231,36 @@ def affine_matrices(tx, ty, sx, sy, rot, shx, shy, height: int, width: int) -> n
 # ColorJitter's four parts on uint8, as albumentations (fpixel.adjust_*_torchvision) computes them.
 
 
+def brightness_lut(factor: float) -> np.ndarray:
+    """albucore's uint8 multiply table: trunc(clip(v * factor)), in float32."""
+    return np.clip(np.arange(256, dtype=np.float32) * np.float32(factor), 0, 255).astype(np.uint8)
+
+
+def contrast_lut(img: np.ndarray, factor: float) -> np.ndarray:
+    """The contrast table of ``img``: v * factor + mean_gray * (1 - factor), as albucore's
+    multiply_add builds it (factor 0 and 1 included)."""
+    if factor == 1:
+        return np.arange(256, dtype=np.uint8)
+    gray = cv2.cvtColor(img, _GRAY)
+    mean = cv2.sumElems(gray)[0] / gray.size  # == gray.mean(): an exact integer sum, one division
+    if factor == 0:
+        return np.full(256, int(mean + 0.5), dtype=np.uint8)
+    offset = float(mean * (1 - factor))  # a Python float, as albucore's multiply_add gets it
+    return np.clip(np.arange(256, dtype=np.float32) * factor + offset, 0, 255).astype(np.uint8)
+
+
 def brightness(img: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1:
         return img
     if factor == 0:
         return np.zeros_like(img)
-    lut = np.clip(np.arange(256, dtype=np.float32) * np.float32(factor), 0, 255).astype(np.uint8)
-    return cv2.LUT(img, lut)
+    return cv2.LUT(img, brightness_lut(factor))
 
 
 def contrast(img: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1:
         return img
-    gray = cv2.cvtColor(img, _GRAY)
-    mean = cv2.sumElems(gray)[0] / gray.size  # == gray.mean(): an exact integer sum, one division
-    if factor == 0:
-        return np.full_like(img, int(mean + 0.5))
-    offset = float(mean * (1 - factor))  # a Python float, as albucore's multiply_add gets it
-    lut = np.clip(np.arange(256, dtype=np.float32) * factor + offset, 0, 255).astype(np.uint8)
-    return cv2.LUT(img, lut)
+    return cv2.LUT(img, contrast_lut(img, factor))
 
 
 def saturation(img: np.ndarray, factor: float) -> np.ndarray:

@@ -77,11 +77,15 @@ class _Batches(torch.utils.data.Dataset):
                 augment = batch_augmenter(self.pipeline, self.size, spec.strength, views=self.views)
                 self._augment[spec.strength] = augment
             augment(batch, spec.seed)
-        labels, idx = torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
+        labels = self.labels[idx]
         if spec.slot >= 0:
             self.tags[spec.slot] = spec.tag
-            return spec.slot, labels, idx
-        return torch.from_numpy(batch), labels, idx
+            return spec.slot, labels, idx  # numpy: pickled by value, no shared-memory segment each
+        return torch.from_numpy(batch), torch.from_numpy(labels), torch.from_numpy(idx)
+
+
+def _as_is(item):
+    return item
 
 
 class _SpecSampler(torch.utils.data.Sampler):
@@ -141,13 +145,16 @@ class TrainLoader:
             side = int(images.shape[-2])
             shape = (slots, batch_size, side, side, 3 * self._dataset.views)
             if int(np.prod(shape)) <= RING_MAX_BYTES:
-                storage = torch.UntypedStorage._new_shared(int(np.prod(shape)))  # pages: on first use
-                self._dataset.ring = torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+                ring = torch.empty(0, dtype=torch.uint8)
+                ring.set_(torch.UntypedStorage._new_shared(int(np.prod(shape))))
+                # touched once here, before the workers fork, so no batch pays for fresh pages
+                self._dataset.ring = ring.view(shape).zero_()
                 self._dataset.tags = torch.full((slots,), -1, dtype=torch.int64).share_memory_()
             self._loader = torch.utils.data.DataLoader(
                 self._dataset,
                 sampler=self._sampler,
                 batch_size=None,  # items are already batches
+                collate_fn=_as_is,  # numpy labels stay numpy: pickled, not a shared segment each
                 num_workers=num_workers,
                 persistent_workers=True,  # forked once per trial, reused every epoch
                 prefetch_factor=PREFETCH,
@@ -191,7 +198,7 @@ class TrainLoader:
             x = ring[slot].pin_memory() if self._pin else ring[slot].clone()
             if int(tags[slot]) != spec.tag:  # overwritten while copied: must not happen
                 raise RuntimeError(f"loader ring: slot {slot} was overwritten while being read")
-            yield x, labels, idx
+            yield x, torch.as_tensor(labels), torch.as_tensor(idx)
 
     def close(self) -> None:
         """Stop the worker processes now rather than when the loader is garbage-collected."""

@@ -1,6 +1,6 @@
 """The ``basic`` pipeline's batch path (data/fast_basic.py) against albumentations, its definition:
 the same output for the same sampled parameters, the same parameter distributions, one draw for
-every view of a packed sample, repeatable under a seed; and the loader's shared-memory ring."""
+every view of a packed sample, repeatable under a seed, whatever the loader's workers."""
 
 from __future__ import annotations
 
@@ -85,15 +85,22 @@ def test_same_params_give_albumentations_output(strength, views):
                 b, c, s, h = d.factors[i]
                 ref = by_name["ColorJitter"].apply(ref, b, c, s, h, order=list(d.order[i]))
             assert np.array_equal(out, ref), f"sample {i}"
-    # the matrices are albumentations' own composition of the drawn translate/scale/rotate
-    if strength > 0:
-        tx, ty, sx, sy, rot = -2.0, 1.0, 1.01, 0.97, 4.5
-        ours = affine_matrices(
-            np.array([tx]), np.array([ty]), np.array([sx]), np.array([sy]), np.array([rot]),
-            np.zeros(1), np.zeros(1), size, size,
-        )[0]  # fmt: skip
+    # the matrices are albumentations' own composition of the drawn translate/scale/rotate/shear
+    rng = np.random.default_rng(int(10 * strength))
+    for tx, ty, sx, sy, rot, shx, shy in zip(
+        rng.integers(-4, 5, 6),
+        rng.integers(-4, 5, 6),
+        *rng.uniform(0.9, 1.1, (2, 6)),
+        *rng.uniform(-30, 30, (3, 6)),
+    ):
+        params = (np.array([float(v)]) for v in (tx, ty, sx, sy, rot, shx, shy))
+        ours = affine_matrices(*params, size, size)[0]
         theirs = fgeometric.create_affine_transformation_matrix(
-            {"x": tx, "y": ty}, {"x": 0.0, "y": 0.0}, {"x": sx, "y": sy}, rot, fgeometric.center((size, size))
+            {"x": int(tx), "y": int(ty)},
+            {"x": shx, "y": shy},
+            {"x": sx, "y": sy},
+            rot,
+            fgeometric.center((size, size)),
         )
         assert np.allclose(ours, theirs, rtol=0, atol=1e-12)
 
@@ -202,27 +209,26 @@ def test_strong_keeps_the_albumentations_compose():
 
 
 def collect(loader: TrainLoader, epoch: int):
-    return [(x, y, i) for x, y, i in loader.epoch(epoch)]  # held without copies
+    return [(x.clone(), y.clone(), i.clone()) for x, y, i in loader.epoch(epoch)]
 
 
-def test_loader_ring_matches_in_process_batches():
-    """Workers write into the shared ring; batches held by the caller stay intact while later
-    ones arrive, an epoch abandoned half way does not disturb the next, and the basic batch path
-    gives the same batches whatever the number of workers."""
+def test_loader_basic_batches_do_not_depend_on_the_workers():
+    """The batch path is seeded per batch: the same batches in-process and in worker processes,
+    an epoch abandoned half way does not change the next one."""
     images = faces(200, 24)
     labels = np.arange(200) % 7
     plain = TrainLoader(images, labels, 16, pipeline="basic", num_workers=0, seed=3)
-    ring = TrainLoader(images, labels, 16, pipeline="basic", num_workers=2, seed=3)
+    workers = TrainLoader(images, labels, 16, pipeline="basic", num_workers=2, seed=3)
     try:
-        assert ring._dataset.ring is not None and ring._dataset.ring.shape[0] == 2 * 4 + 2
-        half = iter(ring.epoch(0))
+        half = iter(workers.epoch(0))
         for _ in range(3):
             next(half)  # abandoned
         for epoch in (0, 1):
-            a, b = collect(plain, epoch), collect(ring, epoch)
+            a, b = collect(plain, epoch), collect(workers, epoch)
             assert len(a) == len(b) == 12
             for (xa, ya, ia), (xb, yb, ib) in zip(a, b):
                 assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
+        x, _, idx = a[0]
+        assert not torch.equal(x, torch.from_numpy(images[idx.numpy()]))  # augmented
     finally:
-        ring.close()
-    assert ring._dataset.ring is None
+        workers.close()

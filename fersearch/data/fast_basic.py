@@ -132,13 +132,8 @@ class FastBasic:
         """Augment ``batch`` (B, H, W, 3V) uint8 in place with the draws of ``seed``."""
         n, h, w = batch.shape[:3]
         draws = self.draw(np.random.default_rng(seed), n, h, w)
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(0)  # one image is too small to split across threads; on a busy host it costs
-        try:
-            for i in range(n):
-                self.apply_params(batch[i], draws, i, out=batch[i])
-        finally:
-            cv2.setNumThreads(threads)
+        for i in range(n):
+            self.apply_params(batch[i], draws, i, out=batch[i])
         return batch
 
     def apply_params(self, sample: np.ndarray, d: Draws, i: int, out: np.ndarray | None = None) -> np.ndarray:

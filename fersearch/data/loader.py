@@ -3,10 +3,7 @@
 Batches stay uint8 (B, S, S, 3) until the training loop moves them to the device and normalises
 them there (a quarter of the bytes of float32 to copy). With ``num_workers > 0`` batches are
 built in worker processes (torch's DataLoader, forked: workers see the cache's memory map and
-share its pages). A worker writes its batch into a slot of a shared-memory ring allocated once
-per loader and sends only the slot number; the main process copies the batch out. (Returning
-the batch tensor itself makes torch move it into a fresh shared-memory segment per batch, whose
-page faults cost more than the augmentation at 224 px.) Every batch is seeded from
+share its pages, nothing is copied or pickled per batch). Every batch is seeded from
 (seed, epoch, step), so the images a trial sees do not depend on the number of workers.
 
 The order of samples in an epoch is a shuffle of all samples, or any 1-D array of sample
@@ -17,7 +14,7 @@ virtual index with repeats: no file is copied).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,9 +22,6 @@ import torch
 from ..errors import InvalidArgument
 from .augment import batch_augmenter, build_pipeline
 from .views import num_views, pack
-
-PREFETCH = 4  # batches each worker process prepares ahead
-RING_MAX_BYTES = 2 << 30  # above this, batches go back through torch's own per-batch sharing
 
 
 @dataclass(frozen=True)
@@ -37,8 +31,6 @@ class _Spec:
     indices: np.ndarray
     seed: int
     strength: float
-    slot: int = -1  # the ring slot to write into (worker processes), -1: return the batch
-    tag: int = 0  # written next to the slot once the batch is complete
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -51,41 +43,23 @@ class _Batches(torch.utils.data.Dataset):
         self.size = int(images.shape[-2])
         self.views = num_views(images, context)
         self._augment: dict[float, Callable] = {}  # per process: strength -> batch augmenter
-        self.ring: torch.Tensor | None = None  # (slots, B, S, S, 3V) uint8 in shared memory
-        self.tags: torch.Tensor | None = None  # (slots,) int64: which batch each slot holds
 
     def __len__(self) -> int:  # unused: items are specs handed over by the sampler
         return 0
 
-    def __getitem__(self, spec: _Spec) -> tuple:
+    def __getitem__(self, spec: _Spec) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = spec.indices
         # a gathered copy (fancy indexing copies): (B, S, S, 3) uint8, or (B, S, S, 3V) holding
         # every view of a clip/context sample (see data.views)
         context = self.context[idx] if self.context is not None else None
-        if spec.slot >= 0:
-            self.tags[spec.slot] = -1  # being written
-            batch = self.ring[spec.slot].numpy()
-            if context is None and isinstance(self.images, np.ndarray) and self.images.ndim == 4:
-                np.take(self.images, idx, axis=0, out=batch)
-            else:
-                batch[...] = pack(np.asarray(self.images[idx]), context)
-        else:
-            batch = pack(np.asarray(self.images[idx]), context)
+        batch = pack(np.asarray(self.images[idx]), context)
         if self.pipeline != "none":
             augment = self._augment.get(spec.strength)
-            if augment is None:
+            if augment is None:  # basic: data.fast_basic; strong: the albumentations Compose per sample
                 augment = batch_augmenter(self.pipeline, self.size, spec.strength, views=self.views)
                 self._augment[spec.strength] = augment
             augment(batch, spec.seed)
-        labels = self.labels[idx]
-        if spec.slot >= 0:
-            self.tags[spec.slot] = spec.tag
-            return spec.slot, labels, idx  # numpy: pickled by value, no shared-memory segment each
-        return torch.from_numpy(batch), torch.from_numpy(labels), torch.from_numpy(idx)
-
-
-def _as_is(item):
-    return item
+        return torch.from_numpy(batch), torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
 
 
 class _SpecSampler(torch.utils.data.Sampler):
@@ -135,29 +109,14 @@ class TrainLoader:
         self._dataset = _Batches(images, np.asarray(labels, dtype=np.int64), pipeline, context)
         self._sampler = _SpecSampler()
         self._loader = None
-        self._pin = pin_memory
-        self._epochs = 0  # epoch() calls so far: part of every ring tag
         if num_workers > 0:
-            # Ring slots: the DataLoader has at most num_workers * PREFETCH batches outstanding
-            # past the one being handed out, and hands them out in order, so batch k may use
-            # slot k % slots (checked per batch with the tags).
-            slots = num_workers * PREFETCH + 2
-            side = int(images.shape[-2])
-            shape = (slots, batch_size, side, side, 3 * self._dataset.views)
-            if int(np.prod(shape)) <= RING_MAX_BYTES:
-                ring = torch.empty(0, dtype=torch.uint8)
-                ring.set_(torch.UntypedStorage._new_shared(int(np.prod(shape))))
-                # touched once here, before the workers fork, so no batch pays for fresh pages
-                self._dataset.ring = ring.view(shape).zero_()
-                self._dataset.tags = torch.full((slots,), -1, dtype=torch.int64).share_memory_()
             self._loader = torch.utils.data.DataLoader(
                 self._dataset,
                 sampler=self._sampler,
                 batch_size=None,  # items are already batches
-                collate_fn=_as_is,  # numpy labels stay numpy: pickled, not a shared segment each
                 num_workers=num_workers,
                 persistent_workers=True,  # forked once per trial, reused every epoch
-                prefetch_factor=PREFETCH,
+                prefetch_factor=4,
                 pin_memory=pin_memory,
             )
 
@@ -180,32 +139,14 @@ class TrainLoader:
         specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
         if self._loader is None:
             return (self._dataset[spec] for spec in specs)
-        ring = self._dataset.ring
-        if ring is not None:
-            self._epochs += 1
-            tag = self._epochs << 32
-            specs = [replace(spec, slot=k % len(ring), tag=tag + k) for k, spec in enumerate(specs)]
         self._sampler.specs = specs
-        batches = iter(self._loader)
-        return batches if ring is None else self._from_ring(batches, specs)
-
-    def _from_ring(self, batches, specs: list[_Spec]) -> Iterator[tuple[torch.Tensor, ...]]:
-        """The workers' ring slots as batches: each one copied out before the next is asked for."""
-        ring, tags = self._dataset.ring, self._dataset.tags
-        for spec, (slot, labels, idx) in zip(specs, batches):
-            if slot != spec.slot or int(tags[slot]) != spec.tag:
-                raise RuntimeError(f"loader ring: slot {slot} does not hold batch {spec.tag & 0xFFFFFFFF}")
-            x = ring[slot].pin_memory() if self._pin else ring[slot].clone()
-            if int(tags[slot]) != spec.tag:  # overwritten while copied: must not happen
-                raise RuntimeError(f"loader ring: slot {slot} was overwritten while being read")
-            yield x, torch.as_tensor(labels), torch.as_tensor(idx)
+        return iter(self._loader)
 
     def close(self) -> None:
         """Stop the worker processes now rather than when the loader is garbage-collected."""
         if self._loader is not None and self._loader._iterator is not None:
             self._loader._iterator._shutdown_workers()
         self._loader = None
-        self._dataset.ring = self._dataset.tags = None
 
 
 def strength_at(config, epoch: int, stage_scale: list[float] | None = None) -> float:

@@ -9,6 +9,9 @@ with ``--pipelines device``, the same recipe batched in torch, ``augment_on: dev
          from its source JPEG each time it is used, as a plain per-epoch ImageFolder-style
          pipeline does.
 
+Each configuration is measured ``--rounds`` times (3), alternating cache and jpeg so that both
+arms see the same machine load; the medians are reported and every round printed.
+
 Then the time from a new trial's start to its first batch with a warm cache, in a fresh process
 (read the manifest and validation split, fingerprint the sources, map the cache, build the
 loader, produce one augmented batch), on the whole dataset (20,000 images by default).

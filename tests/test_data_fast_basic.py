@@ -232,3 +232,15 @@ def test_loader_basic_batches_do_not_depend_on_the_workers():
         assert not torch.equal(x, torch.from_numpy(images[idx.numpy()]))  # augmented
     finally:
         workers.close()
+
+
+@pytest.mark.parametrize("pipeline", ["basic", "strong"])
+def test_loader_resumed_mid_epoch_repeats_the_rest_of_the_epoch(pipeline):
+    images = faces(96, 16)
+    loader = TrainLoader(images, np.zeros(96, np.int64), 16, pipeline=pipeline, seed=1)
+    order = np.random.default_rng(2).permutation(96)
+    full = [x for x, _, _ in loader.epoch(3, order)]
+    rest = [x for x, _, _ in loader.epoch(3, order[2 * 16 :], first_step=2)]
+    assert len(rest) == 4 and all(torch.equal(full[2 + k], x) for k, x in enumerate(rest))
+    unaligned = next(iter(loader.epoch(3, order[2 * 16 :])))[0]  # seeds of steps 0, 1, ...: not the same
+    assert not torch.equal(full[2], unaligned)

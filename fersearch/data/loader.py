@@ -126,7 +126,12 @@ class TrainLoader:
     def strength_at(self, epoch: int) -> float:
         return float(self.strength(epoch) if callable(self.strength) else self.strength)
 
-    def epoch(self, epoch: int, order: np.ndarray | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    def epoch(
+        self, epoch: int, order: np.ndarray | None = None, first_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of ``order`` (default: a shuffle of all samples). ``first_step``: ``order``
+        is the rest of an epoch resumed at that step, so its batches take the random seeds of
+        steps ``first_step``, ``first_step + 1``, ... and repeat the uninterrupted epoch exactly."""
         if order is None:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
         else:
@@ -134,7 +139,8 @@ class TrainLoader:
             if order.ndim != 1 or (len(order) and (order.min() < 0 or order.max() >= self.n)):
                 raise InvalidArgument(f"an epoch order must be a 1-D array of indices in 0..{self.n - 1}")
         strength = self.strength_at(epoch)
-        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(self.steps(order), dtype=np.uint32)
+        steps = first_step + self.steps(order)
+        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(steps, dtype=np.uint32)[first_step:]
         bs = self.batch_size
         specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
         if self._loader is None:

@@ -9,6 +9,9 @@ with ``--pipelines device``, the same recipe batched in torch, ``augment_on: dev
          from its source JPEG each time it is used, as a plain per-epoch ImageFolder-style
          pipeline does.
 
+Each configuration is measured ``--rounds`` times (3), alternating cache and jpeg so that both
+arms see the same machine load; the medians are reported and every round printed.
+
 Then the time from a new trial's start to its first batch with a warm cache, in a fresh process
 (read the manifest and validation split, fingerprint the sources, map the cache, build the
 loader, produce one augmented batch), on the whole dataset (20,000 images by default).
@@ -176,6 +179,9 @@ def main() -> None:
     ap.add_argument("--sources", type=Path, help="use the JPEGs of this folder instead of generating")
     ap.add_argument("--subset", type=int, default=2000, help="train images used for the throughput runs")
     ap.add_argument("--batches", type=int, default=12, help="timed batches per configuration")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="cache/jpeg measurements alternated this many times; medians"
+    )
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
     ap.add_argument(
@@ -196,9 +202,12 @@ def main() -> None:
     print(f"dataset: {args.data} ({total} image files, {distinct} distinct JPEGs of {side})")
 
     sub = manifest.derive({"train": manifest.splits["train"][: args.subset]})
-    print(f"\nthroughput: batch {args.batch_size}, {args.batches} timed batches, images/s")
+    print(f"\nthroughput: batch {args.batch_size}, {args.batches} timed batches, images/s, ", end="")
+    print(f"median of {args.rounds} alternating cache/jpeg rounds" if args.rounds > 1 else "one round")
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
     print(f"{'pipeline':>8} {'size':>5} {'workers':>7} {'cache':>9} {'jpeg':>9} {'speed-up':>9}")
     rows = []
+    bs = args.batch_size
     for size in args.sizes:
         t = time.perf_counter()
         cached = load_split(sub, "train", size)
@@ -206,10 +215,16 @@ def main() -> None:
         jpeg = JpegSource(sub.root, cached.paths, size)
         for pipeline in args.pipelines:
             for workers in (0,) if pipeline == "device" else (0, 2):
-                c = throughput(cached.images, cached.labels, workers, args.batches, args.batch_size, pipeline)
-                j = throughput(jpeg, cached.labels, workers, args.batches, args.batch_size, pipeline)
+                cs, js = [], []
+                for _ in range(args.rounds):  # interleaved, so both arms see the same load
+                    for arr, out in ((cached.images, cs), (jpeg, js)):
+                        out.append(throughput(arr, cached.labels, workers, args.batches, bs, pipeline))
+                c, j = float(np.median(cs)), float(np.median(js))
                 rows.append((pipeline, size, workers, c, j))
-                print(f"{pipeline:>8} {size:>5} {workers:>7} {c:>9.0f} {j:>9.0f} {c / j:>8.1f}x", flush=True)
+                each = ", ".join(f"{a:.0f}/{b:.0f} ({a / b:.1f}x)" for a, b in zip(cs, js))
+                each = f"   rounds: {each}" if args.rounds > 1 else ""
+                row = f"{pipeline:>8} {size:>5} {workers:>7} {c:>9.0f} {j:>9.0f} {c / j:>8.1f}x"
+                print(row + each, flush=True)
         print(f"      (cache of {len(cached.labels)} images at {size} px built or opened in {build:.1f} s)")
 
     if args.no_first_batch:

@@ -113,6 +113,28 @@ def augment_packed(pipe, sample: np.ndarray) -> np.ndarray:
     return np.concatenate([out["image"], *(out[f"view{i}"] for i in range(1, len(rest) + 1))], axis=-1)
 
 
+def batch_augmenter(name: str, size: int, strength: float = 1.0, views: int = 1):
+    """``f(batch, seed)``: augments a (B, size, size, 3V) uint8 batch in place, every sample with
+    its own draw from a generator seeded by ``seed``.
+
+    ``basic`` runs through ``fast_basic.FastBasic``, built from (and checked against) the
+    albumentations Compose of ``build_pipeline``: the same transforms, ranges and OpenCV calls,
+    without albumentations' per-call overhead. Other pipelines call the Compose per sample."""
+    from .fast_basic import FastBasic, supports
+
+    pipe = build_pipeline(name, size, strength, views=views)
+    if name == "basic" and supports(pipe):
+        return FastBasic(pipe)
+
+    def run(batch: np.ndarray, seed: int) -> np.ndarray:
+        pipe.set_random_seed(seed)
+        for i in range(len(batch)):
+            batch[i] = augment_packed(pipe, batch[i])
+        return batch
+
+    return run
+
+
 def progressive_strength(epoch: int, epochs: int, phases: int, start: float, end: float) -> float:
     """Strength for ``epoch``: training is cut into ``phases`` equal phases and the strength
     steps linearly from ``start`` (first phase) to ``end`` (last), as in seed 001's 5 phases."""

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgument
-from .augment import augment_packed, build_pipeline
+from .augment import batch_augmenter, build_pipeline
 from .views import num_views, pack
 
 
@@ -42,7 +42,7 @@ class _Batches(torch.utils.data.Dataset):
         self.images, self.labels, self.pipeline, self.context = images, labels, pipeline, context
         self.size = int(images.shape[-2])
         self.views = num_views(images, context)
-        self._pipes: dict[float, object] = {}  # per process: strength -> Compose
+        self._augment: dict[float, Callable] = {}  # per process: strength -> batch augmenter
 
     def __len__(self) -> int:  # unused: items are specs handed over by the sampler
         return 0
@@ -54,13 +54,11 @@ class _Batches(torch.utils.data.Dataset):
         context = self.context[idx] if self.context is not None else None
         batch = pack(np.asarray(self.images[idx]), context)
         if self.pipeline != "none":
-            pipe = self._pipes.get(spec.strength)
-            if pipe is None:
-                pipe = build_pipeline(self.pipeline, self.size, spec.strength, views=self.views)
-                self._pipes[spec.strength] = pipe
-            pipe.set_random_seed(spec.seed)
-            for i in range(len(batch)):
-                batch[i] = augment_packed(pipe, batch[i])
+            augment = self._augment.get(spec.strength)
+            if augment is None:  # basic: data.fast_basic; strong: the albumentations Compose per sample
+                augment = batch_augmenter(self.pipeline, self.size, spec.strength, views=self.views)
+                self._augment[spec.strength] = augment
+            augment(batch, spec.seed)
         return torch.from_numpy(batch), torch.from_numpy(self.labels[idx]), torch.from_numpy(idx)
 
 
@@ -128,7 +126,12 @@ class TrainLoader:
     def strength_at(self, epoch: int) -> float:
         return float(self.strength(epoch) if callable(self.strength) else self.strength)
 
-    def epoch(self, epoch: int, order: np.ndarray | None = None) -> Iterator[tuple[torch.Tensor, ...]]:
+    def epoch(
+        self, epoch: int, order: np.ndarray | None = None, first_step: int = 0
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of ``order`` (default: a shuffle of all samples). ``first_step``: ``order``
+        is the rest of an epoch resumed at that step, so its batches take the random seeds of
+        steps ``first_step``, ``first_step + 1``, ... and repeat the uninterrupted epoch exactly."""
         if order is None:
             order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
         else:
@@ -136,7 +139,8 @@ class TrainLoader:
             if order.ndim != 1 or (len(order) and (order.min() < 0 or order.max() >= self.n)):
                 raise InvalidArgument(f"an epoch order must be a 1-D array of indices in 0..{self.n - 1}")
         strength = self.strength_at(epoch)
-        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(self.steps(order), dtype=np.uint32)
+        steps = first_step + self.steps(order)
+        seeds = np.random.SeedSequence([self.seed, epoch]).generate_state(steps, dtype=np.uint32)[first_step:]
         bs = self.batch_size
         specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
         if self._loader is None:

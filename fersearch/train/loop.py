@@ -233,9 +233,8 @@ def fit(
         # in the sampler's order; without one, get_batch augments on the device.
         batches = None
         if loader is not None:
-            batches = iter(
-                loader.epoch(epoch, order=order[first_step * batch_size : steps * batch_size].numpy())
-            )
+            rest = order[first_step * batch_size : steps * batch_size].numpy()  # resumed: from first_step
+            batches = iter(loader.epoch(epoch, order=rest, first_step=first_step))
         for step in range(first_step, steps):
             if should_stop is not None and should_stop():
                 path = save(ckpt.INTERRUPTED, epoch, step, loss_sum)

@@ -28,6 +28,9 @@ RECIPES = {
         augment_phases=2,
         augment_strength_start=0.5,
     ),
+    # the basic albumentations pipeline in the CPU loader (seeded per batch): resumed mid-epoch,
+    # the remaining batches must get the draws they had in the uninterrupted run
+    "cpu_loader_basic": dict(augment="basic", augment_on="cpu", augment_strength=1.5, mixup_alpha=0.2),
     "sgd_sam_focal_oversample_selfdistill": dict(
         optimizer="sgd",
         sam_rho=0.05,

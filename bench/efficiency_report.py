@@ -163,4 +163,51 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
             f"{'met' if met else 'NOT met'} (median {_fmt(default['reach_median'])} epochs)",
         ]
     lines += ["", f"curves: {png}"]
+    if ref in summary["arms"]:
+        corr = early_rank_correlation(results, ref)
+        if corr:
+            lines += [
+                "",
+                f"how well epoch e ranks the `{ref}` arm's full trials by their final value (Spearman): "
+                + "; ".join(f"e={e}: UAR {a:.2f}, best so far {b:.2f}" for e, (a, b) in corr.items()),
+            ]
     return "\n".join(lines) + "\n"
+
+
+def early_rank_correlation(results: dict, arm: str) -> dict[int, tuple[float, float]]:
+    """Per epoch e: Spearman correlation, over the arm's complete trials, between the trial's value
+    (its best epoch) and (a) epoch e's UAR, (b) the best UAR of epochs 1..e, the two figures a
+    pruner could be told at e."""
+    curves = [
+        t["uar_per_epoch"]
+        for k, run in results["runs"].items()
+        if k.endswith(f"/{arm}")
+        for t in run["trials"]
+        if t["state"] == "COMPLETE" and t["uar_per_epoch"]
+    ]
+    if len(curves) < 3:
+        return {}
+    final = [max(c) for c in curves]
+    epochs = min(len(c) for c in curves)
+    return {
+        e: (
+            _spearman([c[e - 1] for c in curves], final),
+            _spearman([max(c[:e]) for c in curves], final),
+        )
+        for e in range(1, epochs + 1)
+    }
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    def ranks(xs):
+        order = sorted(range(len(xs)), key=xs.__getitem__)
+        r = [0.0] * len(xs)
+        for rank, i in enumerate(order):
+            r[i] = float(rank)
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    ma, mb = statistics.mean(ra), statistics.mean(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    var = math.sqrt(sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb))
+    return cov / var if var else math.nan

@@ -1,0 +1,45 @@
+"""bench/efficiency_report.py: the figures BENCHMARKS.md quotes are computed, not typed in."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+# Loaded from its file: putting bench/ on sys.path would let its script names shadow other modules.
+_path = Path(__file__).resolve().parents[1] / "bench" / "efficiency_report.py"
+_spec = importlib.util.spec_from_file_location("efficiency_report", _path)
+report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(report)
+_spearman, early_rank_correlation, epochs_to_reach = (
+    report._spearman,
+    report.early_rank_correlation,
+    report.epochs_to_reach,
+)
+
+
+def _trial(curve, state="COMPLETE", cum=6):
+    return {"state": state, "uar_per_epoch": curve, "value": max(curve), "cum_epochs": cum}
+
+
+def test_spearman_orders():
+    assert _spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert _spearman([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+
+
+def test_early_rank_correlation_tells_epoch_value_from_best_so_far():
+    # Final values rank a < b < c. At epoch 2 the epoch's own UAR ranks them c < b < a (a dip in
+    # the better trials); the best so far keeps their epoch-1 peaks and ranks them a < b < c.
+    curves = [[0.10, 0.22, 0.31], [0.25, 0.20, 0.40], [0.30, 0.15, 0.50]]
+    pruned = _trial([0.9, 0.9], state="PRUNED")  # only complete trials count
+    results = {"runs": {"rep0/random": {"trials": [_trial(c) for c in curves] + [pruned]}}}
+    corr = early_rank_correlation(results, "random")
+    assert sorted(corr) == [1, 2, 3]
+    assert corr[2][0] == pytest.approx(-1.0)
+    assert corr[2][1] == pytest.approx(1.0)
+    assert corr[3][1] == pytest.approx(1.0)
+
+
+def test_epochs_to_reach_counts_complete_trials_only():
+    run = {"trials": [_trial([0.5], state="PRUNED", cum=2), _trial([0.3], cum=8), _trial([0.6], cum=14)]}
+    assert epochs_to_reach(run, 0.55) == 14
+    assert epochs_to_reach(run, 0.7) is None

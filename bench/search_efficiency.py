@@ -1,4 +1,4 @@
-"""Does the search pay? fersearch's default search against random search and the seed recipes.
+r"""Does the search pay? fersearch's default search against random search and the seed recipes.
 
     python bench/search_efficiency.py --out /tmp/effbench            # CPU defaults (see --help)
     python bench/search_efficiency.py --out runs/eff --data DIR --scale space --budget 600 \
@@ -26,6 +26,12 @@ worker's ``Objective`` (the same trial code ``fersearch worker`` runs), ``make_s
 Epochs consumed are the epochs trials actually trained (a pruned trial counts the epochs it
 ran). A trial starts only while its full epoch count still fits in the budget, so no arm ever
 spends more than the budget.
+
+Screening a setting on one arm against an earlier run's reference (the ``random`` arm is
+deterministic on the CPU, so it need not be run again), at a shorter budget:
+
+    python bench/search_efficiency.py --out runs/screen --space FILE --arms default --top 0 \
+        --budget 60 --reference-from /tmp/effbench/results.json --mark-epochs 40 [--only-reps 2]
 
 Reported per arm (median and min-max over repetitions): best validation UAR of the complete
 trials against epochs consumed (PNG), the epochs each arm needed to reach the ``random`` arm's
@@ -224,8 +230,14 @@ def prepare_data(args) -> DataConfig:
     return data_cfg
 
 
-def report(results: dict, arms: list[str], out: Path) -> str:
-    summary = summarize_arms(results, arms, REFERENCE)
+def report(
+    results: dict, arms: list[str], out: Path, reference_from: Path | None = None, mark: int | None = None
+) -> str:
+    if reference_from is not None:  # the reference arm of another run (same data, space and seeds)
+        other = json.loads(reference_from.read_text())["runs"]
+        ref_runs = {k: v for k, v in other.items() if k.endswith(f"/{REFERENCE}")}
+        results = {**results, "runs": {**ref_runs, **results["runs"]}}
+    summary = summarize_arms(results, arms, REFERENCE, mark)
     png = plot_curves(results, arms, out / "search_efficiency.png")
     text = write_markdown(summary, results, png)
     (out / "summary.md").write_text(text)
@@ -250,6 +262,18 @@ def main() -> None:
     ap.add_argument("--scale", choices=("cpu", "space"), default="cpu")
     ap.add_argument("--budget", type=int, default=120, help="epochs per arm and repetition")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument(
+        "--mark-epochs",
+        type=int,
+        help="epochs of the goal and of the 'best by' column (default: a third of --budget; a shorter "
+        "screening run against a --reference-from run of the full budget passes that budget's third)",
+    )
+    ap.add_argument("--only-reps", type=int, nargs="+", help="run only these repetitions (of 0..reps-1)")
+    ap.add_argument(
+        "--reference-from",
+        type=Path,
+        help=f"another run's results.json to take the `{REFERENCE}` arm from (this run has none)",
+    )
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--top", type=int, default=3, help="finalize --top K (0: skip finalize)")
     ap.add_argument("--device", default="auto")
@@ -269,7 +293,7 @@ def main() -> None:
     if args.report_only:
         results = json.loads((args.out / "results.json").read_text())
         arms = [a for a in ARMS if any(k.endswith(f"/{a}") for k in results["runs"])]
-        print(report(results, arms, args.out))
+        print(report(results, arms, args.out, args.reference_from, args.mark_epochs))
         return
 
     torch.set_num_threads(args.threads)
@@ -299,7 +323,8 @@ def main() -> None:
         }
     )
     t_start = time.perf_counter()
-    todo = [(f"rep{r}/{arm}", arm, r) for r in range(args.reps) for arm in args.arms]
+    reps = [r for r in range(args.reps) if args.only_reps is None or r in args.only_reps]
+    todo = [(f"rep{r}/{arm}", arm, r) for r in reps for arm in args.arms]
     todo = [job for job in todo if job[0] not in results["runs"]]  # a rerun continues
     jobs = {
         key: dict(
@@ -327,7 +352,7 @@ def main() -> None:
     results["wall_seconds"] = time.perf_counter() - t_start
     results_path.write_text(json.dumps(results, indent=1))
 
-    print(report(results, args.arms, args.out))
+    print(report(results, args.arms, args.out, args.reference_from, args.mark_epochs))
     print(f"machine at the end: {results['machine_at_end']}; this run {results['wall_seconds']:.0f} s")
 
 

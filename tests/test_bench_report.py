@@ -43,3 +43,22 @@ def test_epochs_to_reach_counts_complete_trials_only():
     run = {"trials": [_trial([0.5], state="PRUNED", cum=2), _trial([0.3], cum=8), _trial([0.6], cum=14)]}
     assert epochs_to_reach(run, 0.55) == 14
     assert epochs_to_reach(run, 0.7) is None
+
+
+def test_summary_best_by_mark_and_goal_against_the_reference():
+    default = {"trials": [_trial([0.2], cum=6), _trial([0.4], cum=12), _trial([0.5], cum=30)], "epochs": 30}
+    random = {"trials": [_trial([0.3], cum=6), _trial([0.45], cum=30)], "epochs": 30}
+    for run in (default, random):
+        run["seconds"] = 1.0
+    results = {"budget": 30, "runs": {"rep0/default": default, "rep0/random": random}}
+    s = report.summarize_arms(results, ["default", "random"], "random", mark=12)
+    assert s["mark"] == 12 and s["has_reference"]
+    assert s["arms"]["default"]["best_by_mark"] == [0.4]
+    assert s["arms"]["random"]["best_by_mark"] == [0.3]
+    assert s["arms"]["default"]["reach"] == [30]  # 0.45 is first passed by the 0.5 trial
+    text = report.write_markdown(s, results, Path("curves.png"))
+    assert "NOT met" in text and "within 12 epochs" in text
+    # without the reference arm no goal is claimed either way
+    alone = report.summarize_arms({**results, "runs": {"rep0/default": default}}, ["default"], "random")
+    assert not alone["has_reference"] and alone["mark"] == 10
+    assert "goal" not in report.write_markdown(alone, results, Path("curves.png"))

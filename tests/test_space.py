@@ -111,7 +111,7 @@ def test_sampler_names_build_optuna_samplers(name, cls):
     assert isinstance(make_sampler(space), cls)
 
 
-def test_gp_sampler_proposes_from_complete_trials_with_a_conditional_param():
+def test_gp_sampler_runs_the_space_past_its_start_up_trials():
     """The GP sampler runs the space's parameters, the conditional one (head_hidden) included,
     past its start-up trials."""
     from fersearch.search.study import make_sampler
@@ -148,5 +148,8 @@ def test_successive_halving_prunes_below_the_top_third_at_its_rung():
         trial.report(value, 1)
         trial.report(value, 2)
         pruned.append(trial.should_prune())
-        study.tell(trial, value)
+        if pruned[-1]:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
     assert pruned == [False, True, False, True]

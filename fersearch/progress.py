@@ -18,6 +18,9 @@ from rich.progress import (
 
 @contextmanager
 def bar(description: str, console: Console | None = None) -> Iterator[Callable[[int, int], None]]:
+    """``with bar("doing x") as update: ... update(done, total)``. The bar appears with the first
+    update, so work that fails before it starts (a wrong path, an unknown layout) prints its error
+    alone, and work with nothing to do (a cache already built) prints no empty bar."""
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -26,6 +29,15 @@ def bar(description: str, console: Console | None = None) -> Iterator[Callable[[
         TimeRemainingColumn(),
         console=console or Console(stderr=True),
     )
-    with progress:
-        task = progress.add_task(description, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
+    task = progress.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if progress.live.is_started:
+            progress.stop()

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,9 +33,6 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format fersearch tests bench
 	$(VENV)/bin/ruff check --fix fersearch tests bench
-
-bench: $(STAMP)
-	$(PY) bench/demo_timing.py
 
 clean:
 	rm -rf $(VENV) .fersearch fersearch-demo

@@ -75,6 +75,8 @@ class TrialConfig(BaseModel):
     augment_phases: int = Field(1, ge=1)
     augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
     num_workers: int = Field(0, ge=0, description="loader worker processes (0: in the trial process)")
+    # with num_workers 0: batches a background thread builds ahead of the training step (0: none)
+    prefetch: int = Field(2, ge=0, description="batches built ahead by the loader's thread")
     # where the basic pipeline runs: cpu (albumentations, per image, in the loader) or device
     # (the same recipe batched in torch on the training device: flip, affine, colour jitter)
     augment_on: Literal["cpu", "device"] = "cpu"
@@ -215,6 +217,20 @@ class TrialConfig(BaseModel):
 
 # Keys a search space may set or sample: every TrialConfig field except the study-level data.
 TUNABLE_KEYS = tuple(k for k in TrialConfig.model_fields if k != "data")
+
+
+# Fields that change where and how a run executes, not what it computes (its batches do not
+# depend on the loader's workers or thread: tests/test_data_fast_basic.py, test_data_loader.py):
+# a resumed run may change them, and two trials that differ only in them train the same model.
+RUNTIME_KEYS = ("device", "num_workers", "prefetch")
+
+
+def comparable_config(values: dict) -> dict:
+    """A stored config as it compares with another: validated, so a field added since it was
+    written takes its default (the behaviour it was written with), and without the runtime-only
+    fields and the data location."""
+    full = build_config(values).to_json_dict()
+    return {k: v for k, v in full.items() if k not in RUNTIME_KEYS and k != "data"}
 
 
 def build_config(values: dict) -> TrialConfig:

@@ -3,7 +3,10 @@
 Batches stay uint8 (B, S, S, 3) until the training loop moves them to the device and normalises
 them there (a quarter of the bytes of float32 to copy). With ``num_workers > 0`` batches are
 built in worker processes (torch's DataLoader, forked: workers see the cache's memory map and
-share its pages, nothing is copied or pickled per batch). Every batch is seeded from
+share its pages, nothing is copied or pickled per batch). With ``num_workers: 0`` (the default)
+one background thread builds the next batches while the trainer uses the current one: the pixel
+work is OpenCV and numpy, which release the GIL, so it overlaps the training step instead of
+taking turns with it, and nothing crosses a process boundary. Every batch is seeded from
 (seed, epoch, step), so the images a trial sees do not depend on the number of workers.
 
 The order of samples in an epoch is a shuffle of all samples, or any 1-D array of sample
@@ -13,7 +16,9 @@ virtual index with repeats: no file is copied).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,12 +80,57 @@ class _SpecSampler(torch.utils.data.Sampler):
         return len(self.specs)
 
 
+def prefetched(items: Iterable, depth: int) -> Iterator:
+    """``items`` iterated in a background thread, up to ``depth`` ahead of the consumer, in order.
+
+    An exception raised while building an item is raised to the consumer at that item. Closing
+    the iterator (``.close()``, or dropping it) stops the thread and waits for it, so two epochs
+    never build batches at once; the thread starts with the first ``next``."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((None, exc))
+
+    thread = threading.Thread(target=produce, name="fersearch-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = buffer.get()
+            if exc is not None:
+                raise exc
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 class TrainLoader:
     """``for x, y, idx in loader.epoch(e, order=None)``: x (B, S, S, 3V) uint8, y (B,) int64, idx (B,);
     V = 1 for plain images (see data.views for clips and context).
 
     ``strength`` is the pipeline's strength, or a function epoch -> strength (progressive
     augmentation). The last partial batch is dropped (mixup and batch norm want full ones).
+    ``prefetch``: with ``num_workers: 0``, how many batches a background thread builds ahead of
+    the trainer (0: each batch is built when it is asked for, in the caller's thread).
     """
 
     def __init__(
@@ -94,11 +144,14 @@ class TrainLoader:
         seed: int = 0,
         pin_memory: bool = False,
         context: np.ndarray | None = None,
+        prefetch: int = 2,
     ):
         if batch_size < 1:
             raise InvalidArgument(f"batch_size must be >= 1, got {batch_size}")
         if num_workers < 0:
             raise InvalidArgument(f"num_workers must be >= 0, got {num_workers}")
+        if prefetch < 0:
+            raise InvalidArgument(f"prefetch must be >= 0 batches, got {prefetch}")
         if len(images) != len(labels):
             raise InvalidArgument(f"{len(images)} images but {len(labels)} labels")
         build_pipeline(pipeline, int(images.shape[-2]), 1.0)  # fail now on a bad name, not in a worker
@@ -106,6 +159,8 @@ class TrainLoader:
         self.batch_size = batch_size
         self.strength = strength
         self.seed = seed
+        self.prefetch = prefetch
+        self._current: Iterator | None = None  # the epoch a prefetch thread may be building
         self._dataset = _Batches(images, np.asarray(labels, dtype=np.int64), pipeline, context)
         self._sampler = _SpecSampler()
         self._loader = None
@@ -144,12 +199,24 @@ class TrainLoader:
         bs = self.batch_size
         specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
         if self._loader is None:
-            return (self._dataset[spec] for spec in specs)
+            self._stop_prefetch()  # an epoch abandoned half way: its thread stops before this one
+            batches = (self._dataset[spec] for spec in specs)
+            if self.prefetch == 0:
+                return batches
+            self._current = prefetched(batches, self.prefetch)
+            return self._current
         self._sampler.specs = specs
         return iter(self._loader)
 
+    def _stop_prefetch(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
     def close(self) -> None:
-        """Stop the worker processes now rather than when the loader is garbage-collected."""
+        """Stop the prefetch thread or the worker processes now rather than when the loader is
+        garbage-collected."""
+        self._stop_prefetch()
         if self._loader is not None and self._loader._iterator is not None:
             self._loader._iterator._shutdown_workers()
         self._loader = None
@@ -176,7 +243,7 @@ def make_train_loader(
     use_context: bool = False,
     stage_scale: list[float] | None = None,
 ) -> TrainLoader | None:
-    """The loader a TrialConfig asks for (augment, strength, progressive phases, num_workers),
+    """The loader a TrialConfig asks for (augment, strength, progressive phases, num_workers, prefetch),
     or None when no albumentations pipeline is configured (the loop augments on the device).
     ``use_context``: pack the split's context views with the faces (fusion models);
     ``stage_scale``: a per-epoch multiplier of the strength (the curriculum's stage values)."""
@@ -196,4 +263,5 @@ def make_train_loader(
         seed=config.seed,
         pin_memory=pin_memory,
         context=train.context if use_context else None,
+        prefetch=config.prefetch,
     )

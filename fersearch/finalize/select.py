@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from ..config import TrialConfig, build_config
+from ..config import TrialConfig, build_config, comparable_config
 from ..errors import FersearchError, InvalidArgument
 
 
@@ -25,8 +25,10 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     complete.sort(key=lambda t: (-t.value, t.number))
     chosen, seen = [], set()
     for t in complete:
-        # Two trials with the same config apart from the seed would train the same member.
-        key = json.dumps({k: v for k, v in t.user_attrs["config"].items() if k != "seed"}, sort_keys=True)
+        # Two trials with the same config apart from the seed (and where or how they ran) would
+        # train the same member.
+        config = comparable_config(t.user_attrs["config"])
+        key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
         if key in seen:
             continue
         seen.add(key)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrialConfig
+from ..config import TrialConfig, comparable_config
 from ..data.decode import SplitArrays
 from ..data.loader import make_train_loader, strength_at
 from ..data.sampling import class_prior, epoch_order, inverse_frequency_weights
@@ -214,107 +214,114 @@ def fit(
         stage_scale=[p.aug for p in plan],
     )
     val_context = val.context if use_context else None
-    for epoch in range(start_epoch, E):
-        t0 = time.perf_counter()
-        stage = plan[epoch]
-        order = epoch_order(stage.sampler, train.labels, K, config.seed, epoch, config.oversample_per_class)
-        steps = len(order) // batch_size  # drop the last partial batch: mixup and BN want full ones
-        cw = inverse_frequency_weights(train.labels, K, stage.cap) if stage.cap is not None else None
-        class_weights = torch.as_tensor(cw, device=device) if cw is not None else None
-        in_swa = epoch >= swa_epoch
-        first_step = start_step if epoch == start_epoch else 0
-        loss_sum = carried_loss if epoch == start_epoch else 0.0
-        # on-device basic pipeline: its strength this epoch; else the stage's shift multiplier
-        aug = (
-            strength_at(config, epoch, [p.aug for p in plan]) if config.augment_on == "device" else stage.aug
-        )
-        model.train()
-        # Albumentations pipelines run on the CPU in the data loader (fersearch.data.loader),
-        # in the sampler's order; without one, get_batch augments on the device.
-        batches = None
-        if loader is not None:
-            rest = order[first_step * batch_size : steps * batch_size].numpy()  # resumed: from first_step
-            batches = iter(loader.epoch(epoch, order=rest, first_step=first_step))
-        for step in range(first_step, steps):
-            if should_stop is not None and should_stop():
-                path = save(ckpt.INTERRUPTED, epoch, step, loss_sum)
-                raise TrainingInterrupted(path, epoch, step)
-            set_lr(optimizer, schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa), config.swa_lr)
-
-            if batches is None:
-                idx = order[step * batch_size : (step + 1) * batch_size]
-                x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, aug)
-            else:
-                x, labels, au = loader_batch(next(batches), train, pre, device)
-            y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
-            targets = [y] if au is None else [y, au]
-            x, targets = mix_batch(
-                x,
-                targets,
-                gen,
-                config.mixup_alpha,
-                config.cutmix_alpha,
-                config.mix_prob,
-                config.cutmix_switch_prob,
+    try:  # the loader's thread or worker processes stop however training ends (pruned, interrupted)
+        for epoch in range(start_epoch, E):
+            t0 = time.perf_counter()
+            stage = plan[epoch]
+            order = epoch_order(
+                stage.sampler, train.labels, K, config.seed, epoch, config.oversample_per_class
             )
-            y, au = targets[0], (targets[1] if au is not None else None)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            teacher_probs = None
-            if teacher is not None:
-                teacher_probs = teacher.probs(x, pre, config.distill_temperature)
-            elif ema is not None and epoch >= distill_epoch:  # self-distillation (seed 001)
-                teacher_probs = Teacher([(ema.module, pre)]).probs(x, pre, config.distill_temperature)
+            steps = len(order) // batch_size  # drop the last partial batch: mixup and BN want full ones
+            cw = inverse_frequency_weights(train.labels, K, stage.cap) if stage.cap is not None else None
+            class_weights = torch.as_tensor(cw, device=device) if cw is not None else None
+            in_swa = epoch >= swa_epoch
+            first_step = start_step if epoch == start_epoch else 0
+            loss_sum = carried_loss if epoch == start_epoch else 0.0
+            # on-device basic pipeline: its strength this epoch; else the stage's shift multiplier
+            aug = stage.aug
+            if config.augment_on == "device":
+                aug = strength_at(config, epoch, [p.aug for p in plan])
+            model.train()
+            # Albumentations pipelines run on the CPU in the data loader (fersearch.data.loader),
+            # in the sampler's order; without one, get_batch augments on the device.
+            batches = None
+            if loader is not None:
+                rest = order[first_step * batch_size : steps * batch_size].numpy()  # resumed: from first_step
+                batches = iter(loader.epoch(epoch, order=rest, first_step=first_step))
+            for step in range(first_step, steps):
+                if should_stop is not None and should_stop():
+                    path = save(ckpt.INTERRUPTED, epoch, step, loss_sum)
+                    raise TrainingInterrupted(path, epoch, step)
+                factor = schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
+                set_lr(optimizer, factor, config.swa_lr)
 
-            loss = loss_of(x, y, au, class_weights, stage.tau, teacher_probs)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if isinstance(optimizer, SAM):  # second pass at the sharpest nearby point
-                _clip(model, config)
-                optimizer.first_step()
+                if batches is None:
+                    idx = order[step * batch_size : (step + 1) * batch_size]
+                    x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, aug)
+                else:
+                    x, labels, au = loader_batch(next(batches), train, pre, device)
+                y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
+                targets = [y] if au is None else [y, au]
+                x, targets = mix_batch(
+                    x,
+                    targets,
+                    gen,
+                    config.mixup_alpha,
+                    config.cutmix_alpha,
+                    config.mix_prob,
+                    config.cutmix_switch_prob,
+                )
+                y, au = targets[0], (targets[1] if au is not None else None)
+                if device.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                teacher_probs = None
+                if teacher is not None:
+                    teacher_probs = teacher.probs(x, pre, config.distill_temperature)
+                elif ema is not None and epoch >= distill_epoch:  # self-distillation (seed 001)
+                    teacher_probs = Teacher([(ema.module, pre)]).probs(x, pre, config.distill_temperature)
+
+                loss = loss_of(x, y, au, class_weights, stage.tau, teacher_probs)
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
                 optimizer.zero_grad(set_to_none=True)
-                loss_of(x, y, au, class_weights, stage.tau, teacher_probs).backward()
-                _clip(model, config)
-                optimizer.second_step()
-            else:
-                _clip(model, config)
-                optimizer.step()
-            if ema is not None:
-                ema.update(model)
-            loss_sum += loss.item()
-            if on_batch is not None:
-                on_batch(step + 1, steps)
+                loss.backward()
+                if isinstance(optimizer, SAM):  # second pass at the sharpest nearby point
+                    _clip(model, config)
+                    optimizer.first_step()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss_of(x, y, au, class_weights, stage.tau, teacher_probs).backward()
+                    _clip(model, config)
+                    optimizer.second_step()
+                else:
+                    _clip(model, config)
+                    optimizer.step()
+                if ema is not None:
+                    ema.update(model)
+                loss_sum += loss.item()
+                if on_batch is not None:
+                    on_batch(step + 1, steps)
 
-        if swa is not None and in_swa:
-            swa.update(model)
-        scored = ema.module if (ema is not None and config.ema_decay > 0) else model
-        probs = predict_probs(scored, val.images, pre, device, context=val_context)
-        m = summarize(val.labels, probs.argmax(1), K)
-        schedule.end_epoch(m["uar"])
-        record = {
-            "epoch": epoch,
-            "stage": stage.stage,
-            "cap": stage.cap,
-            "tau": stage.tau,
-            "sampler": stage.sampler,
-            "aug": stage.aug,
-            "train_loss": loss_sum / max(1, steps),
-            "lr": optimizer.param_groups[0]["lr"],
-            "uar": m["uar"],
-            "war": m["war"],
-            "macro_f1": m["macro_f1"],
-            "seconds": time.perf_counter() - t0,
-        }
-        result.history.append(record)
-        if m["uar"] > result.best_uar or keep == "last":
-            result.best_uar, result.best_epoch = m["uar"], epoch
-            result.best_val_probs = probs
-            best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-        save(ckpt.LAST, epoch + 1, 0, 0.0)
-        if on_epoch is not None:
-            on_epoch(record)  # may raise optuna.TrialPruned
+            if swa is not None and in_swa:
+                swa.update(model)
+            scored = ema.module if (ema is not None and config.ema_decay > 0) else model
+            probs = predict_probs(scored, val.images, pre, device, context=val_context)
+            m = summarize(val.labels, probs.argmax(1), K)
+            schedule.end_epoch(m["uar"])
+            record = {
+                "epoch": epoch,
+                "stage": stage.stage,
+                "cap": stage.cap,
+                "tau": stage.tau,
+                "sampler": stage.sampler,
+                "aug": stage.aug,
+                "train_loss": loss_sum / max(1, steps),
+                "lr": optimizer.param_groups[0]["lr"],
+                "uar": m["uar"],
+                "war": m["war"],
+                "macro_f1": m["macro_f1"],
+                "seconds": time.perf_counter() - t0,
+            }
+            result.history.append(record)
+            if m["uar"] > result.best_uar or keep == "last":
+                result.best_uar, result.best_epoch = m["uar"], epoch
+                result.best_val_probs = probs
+                best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
+            save(ckpt.LAST, epoch + 1, 0, 0.0)
+            if on_epoch is not None:
+                on_epoch(record)  # may raise optuna.TrialPruned
+    finally:
+        if loader is not None:
+            loader.close()
 
     if swa is not None and swa.n_averaged > 0:
         best_state = _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use_context)
@@ -325,8 +332,6 @@ def fit(
     if checkpoint_dir is not None:
         info = {"epoch": result.best_epoch, "val_uar": result.best_uar, "source": result.best_source}
         ckpt.save_model_checkpoint(checkpoint_dir, model, config.to_json_dict(), info)
-    if loader is not None:
-        loader.close()
     return result
 
 
@@ -399,8 +404,7 @@ def _restore(path, config, model, optimizer, schedule, ema, swa, gen, result):
         raise ModelError(
             f"{str(path)!r} holds model weights only; resume needs a 'last' or 'interrupted' checkpoint"
         )
-    saved = {k: v for k, v in state["config"].items() if k not in ("device", "data")}
-    mine = {k: v for k, v in config.to_json_dict().items() if k not in ("device", "data")}
+    saved, mine = comparable_config(state["config"]), comparable_config(config.to_json_dict())
     diff = sorted(k for k in mine if saved.get(k) != mine[k])
     if diff:
         raise ModelError(

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fersearch.config import build_config
 from fersearch.errors import InvalidArgument
 from fersearch.finalize import calibrate, tta
 from fersearch.finalize.bootstrap import bootstrap
 from fersearch.finalize.cv import stratified_kfold
 from fersearch.finalize.ensemble import combine, greedy_select
 from fersearch.finalize.pipeline import choose_view_set
+from fersearch.finalize.select import top_trials
 from fersearch.metrics import summarize
 
 
@@ -148,3 +150,25 @@ def test_stratified_kfold_partitions_and_stratifies():
         assert np.bincount(y[f], minlength=3).tolist() == [10, 2, 1]
     with pytest.raises(InvalidArgument, match="at least 2"):
         stratified_kfold(y, 1)
+
+
+def test_top_trials_skip_configs_that_differ_only_in_seed_or_runtime():
+    """Seed, device, loader workers and prefetch thread do not make another member; a config
+    stored before a field existed compares as that field's default."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    base = build_config({"data": {"root": "."}, "lr": 1e-3}).to_json_dict()
+    old = {k: v for k, v in base.items() if k != "prefetch"}  # written before prefetch existed
+    configs = [
+        base,
+        {**base, "seed": 5, "num_workers": 2, "device": "cuda"},
+        {**old, "prefetch": 0},
+        old,
+        {**base, "lr": 3e-3},
+    ]
+    for value, config in zip((0.9, 0.8, 0.7, 0.65, 0.6), configs):
+        study.add_trial(
+            optuna.trial.create_trial(value=value, params={}, distributions={}, user_attrs={"config": config})
+        )
+    assert [t.number for t in top_trials(study, 3)] == [0, 4]

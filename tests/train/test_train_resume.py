@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import torch
@@ -87,6 +88,8 @@ def test_interrupted_mid_epoch_and_resumed_equals_uninterrupted(recipe, splits, 
             should_stop=_stop_after(12),
         )
     assert info.value.epoch == 2 and info.value.checkpoint.name == "interrupted.json"
+    # the CPU loader's thread stopped with the run, though the exception still holds its frames
+    assert not [t for t in threading.enumerate() if t.name == "fersearch-prefetch"]
     seen = []
     resumed = fit(
         config,
@@ -148,6 +151,26 @@ def test_resume_with_a_different_config_is_refused(splits, tmp_path):
     fit(tiny_config(epochs=1), train, val, K, model=_net(), checkpoint_dir=tmp_path)
     with pytest.raises(ModelError, match="differs in lr"):
         fit(tiny_config(epochs=1, lr=0.1), train, val, K, model=_net(), resume_from=tmp_path / "last.json")
+
+
+def test_resume_accepts_runtime_changes_and_configs_written_before_a_field_existed(splits, tmp_path):
+    """Where and how the batches are produced (device, loader workers, prefetch thread) may change
+    between the run and its resume; a checkpoint whose config predates a field (its key absent)
+    compares as that field's default, the behaviour it was written with."""
+    train, val = splits
+    basic = dict(augment="basic", epochs=3)
+    stop = _stop_after(7)  # part way through epoch 1 (5 steps an epoch)
+    with pytest.raises(TrainingInterrupted):
+        fit(tiny_config(**basic), train, val, K, model=_net(), checkpoint_dir=tmp_path, should_stop=stop)
+    last = tmp_path / "interrupted.json"
+    state = json.loads(last.read_text())
+    del state["config"]["prefetch"]  # as written before the field was added
+    last.write_text(json.dumps(state))
+    with pytest.raises(ModelError, match="differs in lr"):  # still a different run
+        fit(tiny_config(**basic, lr=0.1, prefetch=0), train, val, K, model=_net(), resume_from=last)
+    runtime = tiny_config(**basic, prefetch=0, num_workers=1)
+    resumed = fit(runtime, train, val, K, model=_net(), resume_from=last)
+    assert resumed.resumed_from_epoch == 1 and len(resumed.history) == 3
 
 
 def test_injected_nan_raises_training_diverged_with_the_position(splits, tmp_path):

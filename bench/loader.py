@@ -86,12 +86,15 @@ def device_throughput(images, batches: int, batch_size: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def throughput(images, labels, workers: int, batches: int, batch_size: int, pipeline: str) -> float:
+def throughput(
+    images, labels, workers: int, batches: int, batch_size: int, pipeline: str, prefetch: int = 0
+) -> float:
     if pipeline == "device":
         return device_throughput(images, batches, batch_size) if workers == 0 else float("nan")
     loader = TrainLoader(
-        images, labels, batch_size, pipeline=pipeline, strength=1.0, num_workers=workers, seed=0
-    )
+        images, labels, batch_size, pipeline=pipeline, strength=1.0, num_workers=workers, seed=0,
+        prefetch=prefetch,
+    )  # fmt: skip
     try:
         it = iter(loader.epoch(0))
         for _ in range(2):  # warm-up: worker start-up, albumentations set-up, first pages
@@ -187,6 +190,13 @@ def main() -> None:
     ap.add_argument(
         "--pipelines", nargs="+", default=["basic"], help="also none (loading alone), device (torch)"
     )
+    ap.add_argument(
+        "--prefetch",
+        type=int,
+        default=0,
+        help="the loader's thread with workers 0 (default 0: nothing consumes the batches here, so "
+        "the thread has no step to overlap with; bench/prefetch.py measures it)",
+    )
     ap.add_argument("--no-first-batch", action="store_true", help="skip the time-to-first-batch part")
     ap.add_argument("--source-size", type=int, default=256, help="side of the generated source JPEGs")
     args = ap.parse_args()
@@ -218,7 +228,8 @@ def main() -> None:
                 cs, js = [], []
                 for _ in range(args.rounds):  # interleaved, so both arms see the same load
                     for arr, out in ((cached.images, cs), (jpeg, js)):
-                        out.append(throughput(arr, cached.labels, workers, args.batches, bs, pipeline))
+                        labels, n = cached.labels, args.batches
+                        out.append(throughput(arr, labels, workers, n, bs, pipeline, args.prefetch))
                 c, j = float(np.median(cs)), float(np.median(js))
                 rows.append((pipeline, size, workers, c, j))
                 each = ", ".join(f"{a:.0f}/{b:.0f} ({a / b:.1f}x)" for a, b in zip(cs, js))

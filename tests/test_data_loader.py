@@ -3,6 +3,7 @@ one on demand, built ahead of the trainer, errors raised at their batch, no thre
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import numpy as np
@@ -95,3 +96,17 @@ def test_a_new_epoch_or_close_stops_the_previous_thread():
     assert not prefetch_threads()
     with pytest.raises(Exception, match="prefetch must be >= 0"):
         TrainLoader(faces(8, 16), np.zeros(8, np.int64), 4, prefetch=-1)
+
+
+def test_dropping_a_loader_mid_epoch_stops_its_thread_without_the_garbage_collector():
+    """A trial that ends without ``close()`` (a caller's own loop, an exception) leaves no thread
+    running: the epoch's thread does not keep its loader alive, so dropping them stops it."""
+    gc.disable()  # only reference counting may free them here
+    try:
+        loader = TrainLoader(faces(96, 16), np.zeros(96, np.int64), 16, pipeline="basic")
+        next(iter(loader.epoch(0)))
+        assert len(prefetch_threads()) == 1
+        del loader
+        assert not prefetch_threads()
+    finally:
+        gc.enable()

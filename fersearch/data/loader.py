@@ -85,7 +85,10 @@ def prefetched(items: Iterable, depth: int) -> Iterator:
 
     An exception raised while building an item is raised to the consumer at that item. Closing
     the iterator (``.close()``, or dropping it) stops the thread and waits for it, so two epochs
-    never build batches at once; the thread starts with the first ``next``."""
+    never build batches at once; the thread starts with the first ``next``. ``items`` must not
+    refer back to whatever holds this iterator: dropping it would leave a cycle that only the
+    garbage collector frees, and the thread would run until then (a process that exits with it
+    inside OpenCV can abort)."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -200,7 +203,8 @@ class TrainLoader:
         specs = [_Spec(order[i * bs : (i + 1) * bs], int(seeds[i]), strength) for i in range(len(seeds))]
         if self._loader is None:
             self._stop_prefetch()  # an epoch abandoned half way: its thread stops before this one
-            batches = (self._dataset[spec] for spec in specs)
+            dataset = self._dataset  # not self: the thread's work must not keep the loader alive
+            batches = (dataset[spec] for spec in specs)
             if self.prefetch == 0:
                 return batches
             self._current = prefetched(batches, self.prefetch)

@@ -28,6 +28,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -48,7 +49,7 @@ def train_rate(config: dict, train, val, classes: int) -> float:
     return config["batch_size"] * (len(marks) - 1) / (marks[-1] - marks[0])
 
 
-def stand_in_rate(train, size: int, augment: str, step_ms: float, prefetch: int, batch: int) -> float:
+def stand_in_rate(train, augment: str, step_ms: float, prefetch: int, batch: int) -> float:
     """Loader images/s when each batch is followed by ``step_ms`` of waiting that leaves the CPU
     free (a device step), from the end of the first step to the end of the last."""
     loader = TrainLoader(train.images, train.labels, batch, pipeline=augment, prefetch=prefetch)
@@ -104,17 +105,25 @@ def main() -> None:
                     data={"root": str(args.data)}, backbone=backbone, image_size=size, augment=augment,
                     epochs=1, warmup_epochs=0, batch_size=args.batch_size, device=args.device, seed=0,
                 )  # fmt: skip
-                rates: dict[int, list[float]] = {0: [], 2: []}
-                for _ in range(args.rounds):
-                    for prefetch in (0, 2):
-                        rate = train_rate({**base, "prefetch": prefetch}, train, val, classes)
-                        rates[prefetch].append(rate)
-                off, on = statistics.median(rates[0]), statistics.median(rates[2])
-                each = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(rates[0], rates[2]))
-                row = f"{backbone:>12} {augment:>8} {size:>5} {off:>11.0f} {on:>11.0f} {on / off:>5.2f}x"
-                print(f"{row}   {each}", flush=True)
+                compare(
+                    f"{backbone:>12} {augment:>8} {size:>5}",
+                    lambda prefetch: train_rate({**base, "prefetch": prefetch}, train, val, classes),
+                    args.rounds,
+                )
         print(f"  ({len(train.labels)} train images at {size} px)")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+def compare(cells: str, rate: Callable[[int], float], rounds: int) -> None:
+    """``rate(prefetch)`` for prefetch 0 and 2, alternated ``rounds`` times; prints the medians,
+    their ratio and every round after ``cells``."""
+    rates: dict[int, list[float]] = {0: [], 2: []}
+    for _ in range(rounds):
+        for prefetch in (0, 2):
+            rates[prefetch].append(rate(prefetch))
+    off, on = statistics.median(rates[0]), statistics.median(rates[2])
+    each = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(rates[0], rates[2]))
+    print(f"{cells} {off:>11.0f} {on:>11.0f} {on / off:>5.2f}x   {each}", flush=True)
 
 
 def stand_in(args, manifest) -> None:
@@ -124,15 +133,11 @@ def stand_in(args, manifest) -> None:
         train = load_split(manifest, "train", size)
         for augment in args.augment:
             for step_ms in args.device_step_ms:
-                rates: dict[int, list[float]] = {0: [], 2: []}
-                for _ in range(args.rounds):
-                    for prefetch in (0, 2):
-                        rate = stand_in_rate(train, size, augment, step_ms, prefetch, args.batch_size)
-                        rates[prefetch].append(rate)
-                off, on = statistics.median(rates[0]), statistics.median(rates[2])
-                each = ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(rates[0], rates[2]))
-                row = f"{step_ms:>8.0f} {augment:>8} {size:>5} {off:>11.0f} {on:>11.0f} {on / off:>5.2f}x"
-                print(f"{row}   {each}", flush=True)
+                compare(
+                    f"{step_ms:>8.0f} {augment:>8} {size:>5}",
+                    lambda prefetch: stand_in_rate(train, augment, step_ms, prefetch, args.batch_size),
+                    args.rounds,
+                )
         print(f"  ({len(train.labels)} train images at {size} px)")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 

@@ -226,10 +226,10 @@ def main() -> None:
         for pipeline in args.pipelines:
             for workers in (0,) if pipeline == "device" else (0, 2):
                 cs, js = [], []
+                run = (cached.labels, workers, args.batches, bs, pipeline, args.prefetch)
                 for _ in range(args.rounds):  # interleaved, so both arms see the same load
                     for arr, out in ((cached.images, cs), (jpeg, js)):
-                        labels, n = cached.labels, args.batches
-                        out.append(throughput(arr, labels, workers, n, bs, pipeline, args.prefetch))
+                        out.append(throughput(arr, *run))
                 c, j = float(np.median(cs)), float(np.median(js))
                 rows.append((pipeline, size, workers, c, j))
                 each = ", ".join(f"{a:.0f}/{b:.0f} ({a / b:.1f}x)" for a, b in zip(cs, js))

@@ -227,9 +227,10 @@ RUNTIME_KEYS = ("device", "num_workers", "prefetch")
 
 def comparable_config(values: dict) -> dict:
     """A stored config as it compares with another: validated, so a field added since it was
-    written takes its default (the behaviour it was written with), and without the runtime-only
-    fields and the data location."""
-    full = build_config(values).to_json_dict()
+    written takes its default (the behaviour it was written with); without a field removed since
+    (nothing here reads it any more), the runtime-only fields and the data location."""
+    known = {k: v for k, v in values.items() if k in TrialConfig.model_fields}
+    full = build_config(known).to_json_dict()
     return {k: v for k, v in full.items() if k not in RUNTIME_KEYS and k != "data"}
 
 

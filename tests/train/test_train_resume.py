@@ -159,18 +159,23 @@ def test_resume_accepts_runtime_changes_and_configs_written_before_a_field_exist
     compares as that field's default, the behaviour it was written with."""
     train, val = splits
     basic = dict(augment="basic", epochs=3)
+    full = fit(tiny_config(**basic), train, val, K, model=_net())
     stop = _stop_after(7)  # part way through epoch 1 (5 steps an epoch)
     with pytest.raises(TrainingInterrupted):
         fit(tiny_config(**basic), train, val, K, model=_net(), checkpoint_dir=tmp_path, should_stop=stop)
     last = tmp_path / "interrupted.json"
     state = json.loads(last.read_text())
     del state["config"]["prefetch"]  # as written before the field was added
+    state["config"]["retired_option"] = 1  # and a field removed since
     last.write_text(json.dumps(state))
     with pytest.raises(ModelError, match="differs in lr"):  # still a different run
         fit(tiny_config(**basic, lr=0.1, prefetch=0), train, val, K, model=_net(), resume_from=last)
     runtime = tiny_config(**basic, prefetch=0, num_workers=1)
     resumed = fit(runtime, train, val, K, model=_net(), resume_from=last)
     assert resumed.resumed_from_epoch == 1 and len(resumed.history) == 3
+    # batches from a worker process, not the thread: the same run (the loader does not touch the
+    # global torch RNG that dropout draws from)
+    _assert_same_weights(full.model, resumed.model)
 
 
 def test_injected_nan_raises_training_diverged_with_the_position(splits, tmp_path):

@@ -26,6 +26,14 @@ StorageOpt = Annotated[
     ),
 ]
 StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads for this process. Default: its share of the host's cores, the cores "
+        "divided by the fersearch processes running here (counted again as they come and go).",
+        min=1,
+    ),
+]
 
 # The options that define a study, shared by `create` and `search`.
 DataOpt = Annotated[Path, typer.Option(help="Dataset directory in an official layout.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, app, err
+from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, err
 
 
 @app.command()
@@ -40,22 +40,26 @@ def finalize(
         ),
     ] = None,
     storage: StorageOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Retrain the top-K trials (resumable), choose TTA, ensemble weights and calibration on
     validation, read the test split once for the report, export the ensemble."""
+    from ..cpu_share import CpuShare
     from ..finalize import finalize as run_finalize
 
-    paths = run_finalize(
-        study,
-        top,
-        out,
-        storage,
-        console=err,
-        seeds=seeds,
-        retrain_on=retrain_on,
-        cv=cv,
-        tta_mode=tta,
-        onnx=onnx,
-    )
+    with CpuShare(threads) as cpu:
+        err.print(f"finalize: {cpu.describe()}")
+        paths = run_finalize(
+            study,
+            top,
+            out,
+            storage,
+            console=err,
+            seeds=seeds,
+            retrain_on=retrain_on,
+            cv=cv,
+            tta_mode=tta,
+            onnx=onnx,
+        )
     err.print(f"report: {paths['html']}")
     err.print(f"ensemble: {paths['ensemble']}")

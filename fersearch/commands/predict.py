@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err
+from ._common import ThreadsOpt, app, err
 
 ModelOpt = Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")]
 
@@ -38,33 +38,28 @@ def predict(
             "ensemble's ONNX files, see `fersearch export-onnx`); auto: onnxruntime when it can."
         ),
     ] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for inference (default: all cores).", min=1)
-    ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Top emotions with probabilities, one CSV row per image or video frame."""
+    from ..cpu_share import CpuShare
     from ..errors import InvalidArgument
     from ..finalize.export import load_ensemble
-    from ..predict import (
-        FaceCropper,
-        collect_inputs,
-        predict_images,
-        predict_video,
-        predict_webcam,
-        top_k,
-        write_csv,
-    )
+    from ..predict import collect_inputs
 
     if top < 1:
         raise InvalidArgument(f"--top must be at least 1 (got {top})")
     if not paths and not webcam:
         raise InvalidArgument("give image files, folders or video files, or --webcam")
     images, videos = collect_inputs(paths) if paths else ([], [])
-    if threads is not None:
-        import torch
+    with CpuShare(threads) as cpu:
+        # ONNX Runtime's session keeps the count it starts with; torch follows the share.
+        ens = load_ensemble(model, backend=backend, threads=cpu.threads)
+        _predict_all(ens, images, videos, csv, top, detect_faces, webcam, camera, stride, smooth, max_frames)
 
-        torch.set_num_threads(threads)
-    ens = load_ensemble(model, backend=backend, threads=threads)
+
+def _predict_all(ens, images, videos, csv, top, detect_faces, webcam, camera, stride, smooth, max_frames):
+    from ..predict import FaceCropper, predict_images, predict_video, predict_webcam, top_k, write_csv
+
     cropper = FaceCropper() if detect_faces else None
     names = ens.class_names
     rows = predict_images(ens, images, cropper) if images else []

@@ -18,6 +18,7 @@ from ._common import (
     SpaceOpt,
     StorageOpt,
     StudyOpt,
+    ThreadsOpt,
     app,
     create_study_from_options,
     err,
@@ -38,6 +39,7 @@ def search(
     fold: FoldOpt = 0,
     crop: CropOpt = "face",
     frames: FramesOpt = 1,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
     from ..search.worker import run_worker
@@ -45,7 +47,7 @@ def search(
     create_study_from_options(
         study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
     )
-    run_worker(study, storage, timeout=timeout, console=err)
+    run_worker(study, storage, timeout=timeout, console=err, threads=threads)
 
 
 @app.command()
@@ -61,8 +63,11 @@ def worker(
         str | None,
         typer.Option(help="Artifact store directory or s3://bucket (default $FERSEARCH_ARTIFACTS)."),
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Join an existing study and run trials until its budget is used up."""
     from ..search.worker import run_worker
 
-    run_worker(study, storage, timeout=timeout, console=err, gpu=gpu, artifacts_dir=artifacts)
+    run_worker(
+        study, storage, timeout=timeout, console=err, gpu=gpu, artifacts_dir=artifacts, threads=threads
+    )

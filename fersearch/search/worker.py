@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
 from ..models import preprocess_for
@@ -74,8 +75,10 @@ class Objective:
         device: str = "auto",
         artifact_store=None,
         budget: TrialBudget | None = None,
+        cpu: CpuShare | None = None,
     ):
         self.study = study
+        self.cpu = cpu  # None: leave the process's threads as they are (benchmarks set them)
         self.cfg = cfg
         self.budget = budget or TrialBudget(study, cfg.n_trials)
         self.progress = progress
@@ -113,6 +116,7 @@ class Objective:
         trial.set_user_attr("config", config.to_json_dict())
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("code_version", code_version())
+        trial.set_user_attr("threads", self.cpu.refresh(force=True) if self.cpu else current_threads())
 
         size = preprocess_for(config)["image_size"]
         decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
@@ -130,6 +134,8 @@ class Objective:
 
         def on_batch(done: int, total: int) -> None:
             self.progress.update(task, completed=done, total=total)
+            if self.cpu is not None:
+                self.cpu.refresh()  # a worker that started since gets its share of the cores
 
         def on_epoch(rec: dict) -> None:
             step = rec["epoch"] + 1  # epochs completed: Hyperband's resource unit
@@ -226,6 +232,7 @@ def run_worker(
     artifacts_dir: str | Path | None = None,
     gpu: str | None = None,
     upload_artifacts: bool = True,
+    threads: int | None = None,
 ) -> WorkerSummary:
     """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
 
@@ -234,6 +241,8 @@ def run_worker(
     under ``artifacts_dir`` (default: $FERSEARCH_ARTIFACTS, else beside an embedded journal,
     else ./.fersearch). ``gpu``: a CUDA index, ``auto`` (the first GPU no other worker on this
     host holds; the CPU when there is none) or None (CUDA if present, else the CPU).
+    ``threads``: CPU threads for this worker; None takes its share of the host's cores
+    (``fersearch.cpu_share``), counted again while it runs.
     """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -251,10 +260,12 @@ def run_worker(
     with (
         _progress(console) as progress,
         gpu_lock,
+        CpuShare(threads) as cpu,
         GracefulStop() as stop,
         _QuietInterrupted() as quiet,
     ):
-        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget)
+        progress.console.print(f"worker: {cpu.describe()}")
+        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget, cpu)
         objective.interrupted_numbers = quiet.numbers
         go_on = _db_retry(budget.left)
         trials_task = progress.add_task(

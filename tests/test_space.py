@@ -25,7 +25,7 @@ def test_builtin_spaces_load(path: Path):
 
 
 def test_builtin_name_resolves():
-    assert load_space("demo").fixed["image_size"] == 48
+    assert load_space("demo").fixed["image_size"] == 32
 
 
 def _err(raw) -> str:

@@ -66,15 +66,21 @@ def fit_bias(probs: np.ndarray, labels: np.ndarray, num_classes: int, max_rounds
     return bias - bias.mean()
 
 
-def crossfit_gain(probs: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0) -> dict[str, float]:
-    """Validation UAR without and with calibration, each half's offsets fitted on the other half."""
-    labels = np.asarray(labels, dtype=np.int64)
+def stratified_halves(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A boolean mask picking a seeded half of each class: the two halves of a cross-fit."""
     rng = np.random.default_rng(seed)
     half = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):  # stratified halves
+    for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
         half[idx[: len(idx) // 2]] = True
+    return half
+
+
+def crossfit_gain(probs: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0) -> dict[str, float]:
+    """Validation UAR without and with calibration, each half's offsets fitted on the other half."""
+    labels = np.asarray(labels, dtype=np.int64)
+    half = stratified_halves(labels, seed)
     preds = probs.argmax(1).copy()
     for fit_on in (half, ~half):
         if fit_on.sum() == 0 or (~fit_on).sum() == 0:

@@ -6,6 +6,11 @@ repeatedly add, with replacement, the member whose addition scores best; return 
 ensemble met along the way. A member added twice gets twice the weight. The score is validation
 UAR, ties broken by the lower negative log-likelihood (UAR alone is a step function and ties
 often on small validation sets).
+
+On a small validation split the greedy weights can fit its noise: on 97 images they put 0.9 on
+one member, won 0.14 validation UAR over the plain mean and lost on test. ``choose_weights``
+therefore keeps them only when weights chosen on one stratified half of validation beat the
+plain mean on the other half (pooled over both halves); otherwise it ships the plain mean.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from ..metrics import summarize
+from .calibrate import stratified_halves
 
 
 def combine(member_probs: np.ndarray, weights) -> np.ndarray:
@@ -87,3 +93,49 @@ def greedy_select(
         plain_mean_val_uar=plain,
         steps=steps,
     )
+
+
+def crossfit_gain(member_probs: np.ndarray, labels: np.ndarray, num_classes: int, seed: int = 0) -> dict:
+    """Validation UAR of the plain mean and of greedy selection whose weights, for each half of
+    validation, were chosen on the other half: an honest estimate of what selection adds."""
+    labels = np.asarray(labels, dtype=np.int64)
+    half = stratified_halves(labels, seed)
+    pooled = member_probs.mean(0).astype(np.float64)
+    for fit_on in (half, ~half):
+        if fit_on.sum() == 0 or (~fit_on).sum() == 0:
+            continue
+        chosen = greedy_select(member_probs[:, fit_on], labels[fit_on], num_classes)
+        pooled[~fit_on] = combine(member_probs[:, ~fit_on], chosen.weights)
+    plain = score(labels, member_probs.mean(0), num_classes)[0]
+    greedy = score(labels, pooled, num_classes)[0]
+    return {"plain_mean_uar": plain, "greedy_uar": greedy, "gain": greedy - plain}
+
+
+def choose_weights(member_probs: np.ndarray, labels: np.ndarray, num_classes: int) -> tuple[Selection, dict]:
+    """Greedy selection on all of validation, kept only if its cross-fitted gain over the plain
+    mean is positive; else equal weights. Returns the selection and what was decided, and why."""
+    selection = greedy_select(member_probs, labels, num_classes)
+    m = member_probs.shape[0]
+    if m == 1:
+        return selection, {"used": "single", "crossfit": None, "reason": "one member"}
+    crossfit = crossfit_gain(member_probs, labels, num_classes)
+    if crossfit["gain"] > 0:
+        reason = (
+            f"greedy weights chosen on one half of validation beat the plain mean on the other "
+            f"(cross-fitted UAR {crossfit['greedy_uar']:.4f} vs {crossfit['plain_mean_uar']:.4f})"
+        )
+        return selection, {"used": "greedy", "crossfit": crossfit, "reason": reason}
+    reason = (
+        f"validation split too small or members too alike for selection to generalise: weights "
+        f"chosen on one half of validation did not beat the plain mean on the other (cross-fitted "
+        f"UAR {crossfit['greedy_uar']:.4f} vs {crossfit['plain_mean_uar']:.4f}); plain mean used"
+    )
+    plain = Selection(
+        weights=[1.0 / m] * m,
+        counts=[1] * m,
+        init_size=m,
+        val_uar=selection.plain_mean_val_uar,
+        plain_mean_val_uar=selection.plain_mean_val_uar,
+        steps=selection.steps,
+    )
+    return plain, {"used": "plain_mean", "crossfit": crossfit, "reason": reason}

@@ -39,9 +39,9 @@ from . import calibrate, ensemble, tta
 from .bootstrap import bootstrap
 from .cv import cross_validate
 from .export import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk
-from .report import metrics_block, write_report
+from .report import baselines, metrics_block, write_report
 from .retrain import MemberStore, TrainedMember, concat, save_array, split_arrays, train_member
-from .select import MemberSpec, member_specs, top_trials
+from .select import MemberSpec, member_specs, search_history, top_trials
 
 RETRAIN_ON = ("train", "train+val")
 TTA_MODES = ("auto", *tta.VIEW_SETS)
@@ -165,7 +165,7 @@ def finalize(
     tta_choice = choose_view_set(member_views, view_names, val_labels, n_cls)
     view_set = tta_choice["chosen"]
     member_val = np.stack([_apply_views(m, view_set) for m in members])  # (M, Nval, K)
-    selection = ensemble.greedy_select(member_val, val_labels, n_cls)
+    selection, decision = ensemble.choose_weights(member_val, val_labels, n_cls)
     weights = np.asarray(selection.weights)
     val_raw = ensemble.combine(member_val, weights)
     bias = calibrate.fit_bias(val_raw, val_labels, n_cls)
@@ -178,8 +178,13 @@ def finalize(
         bias = np.zeros(n_cls)
     selected = [i for i in range(len(members)) if weights[i] > 0]
     console.print(
-        f"validation: TTA [bold]{view_set}[/], greedy ensemble of {len(selected)} member(s) "
-        f"(UAR {selection.val_uar:.4f} vs plain mean {selection.plain_mean_val_uar:.4f}), "
+        f"validation ({len(val_labels)} images): TTA [bold]{view_set}[/], "
+        + (
+            f"greedy ensemble of {len(selected)} member(s) (UAR {selection.val_uar:.4f} vs plain mean "
+            f"{selection.plain_mean_val_uar:.4f}; {decision['reason']}), "
+            if decision["used"] == "greedy"
+            else f"plain mean of {len(selected)} member(s) ({decision['reason']}), "
+        )
         + (
             f"calibration offsets {np.round(bias, 2).tolist()}"
             if calibration_applied
@@ -308,7 +313,11 @@ def finalize(
             "tta": tta_choice,
             "selection": {
                 "method": "greedy forward selection with replacement, sorted initialisation "
-                "(Caruana et al. 2004), metric validation UAR (ties: NLL)",
+                "(Caruana et al. 2004), metric validation UAR (ties: NLL); kept only if weights "
+                "chosen on one stratified half of validation beat the plain mean on the other",
+                "used": decision["used"],
+                "reason": decision["reason"],
+                "crossfit_on_validation": decision["crossfit"],
                 "weights": weights.tolist(),
                 "counts": selection.counts,
                 "init_size": selection.init_size,
@@ -329,6 +338,8 @@ def finalize(
         },
         "validation": metrics_block(val_labels, val_final, class_names),
         "test": metrics_block(test_labels, test_final, class_names),
+        "baselines": baselines(manifest.counts("train"), test_labels, class_names),
+        "search": search_history(study),
         "comparison": {
             name: {
                 "label": r["label"],
@@ -417,10 +428,10 @@ def _comparison_rows(member_val, member_test, weights, bias, best, deployed_raw,
     for name, label, fn in (
         ("best_single", "best single member (by validation UAR)", lambda p: p[best]),
         ("plain_mean", "plain mean of all members", lambda p: p.mean(0)),
-        ("ensemble", "greedy-selected ensemble", lambda p: ensemble.combine(p, weights)),
+        ("ensemble", "chosen ensemble weights", lambda p: ensemble.combine(p, weights)),
         (
             "ensemble_calibrated",
-            "greedy-selected ensemble + calibration",
+            "chosen ensemble weights + calibration",
             lambda p: calibrate.apply_bias(ensemble.combine(p, weights), bias),
         ),
     ):

@@ -83,6 +83,18 @@ def metrics_block(labels: np.ndarray, probs: np.ndarray, class_names: list[str])
     return m
 
 
+def baselines(train_counts: list[int], test_labels: np.ndarray, class_names: list[str]) -> dict:
+    """What no learning gets, to read every figure against: any constant prediction has UAR
+    1/K, and always predicting train's most frequent class has that class's share of test as WAR."""
+    majority = int(np.argmax(train_counts))
+    labels = np.asarray(test_labels)
+    return {
+        "chance_uar": 1.0 / len(class_names),
+        "majority_class": class_names[majority],
+        "majority_class_war": float(np.mean(labels == majority)) if len(labels) else 0.0,
+    }
+
+
 def _num(x):
     x = float(x)
     return None if np.isnan(x) else x
@@ -100,12 +112,14 @@ def write_report(out: Path, report: dict) -> dict[str, Path]:
     paths["json"].write_text(json.dumps(report, indent=2))
     paths["png"].write_bytes(confusion_png(report["test"]["confusion_matrix"], report["class_names"]))
     paths["per_class_png"].write_bytes(per_class_png(report["test"]["per_class"]))
+    figures = {"confusion": paths["png"].read_bytes(), "per_class": paths["per_class_png"].read_bytes()}
+    if report.get("search", {}).get("trials"):
+        paths["search_png"] = out / "search.png"
+        chance = report.get("baselines", {}).get("chance_uar")
+        paths["search_png"].write_bytes(search_png(report["search"], chance))
+        figures["search"] = paths["search_png"].read_bytes()
     paths["md"].write_text(render_markdown(report))
-    paths["html"].write_text(
-        render_html(
-            report, {"confusion": paths["png"].read_bytes(), "per_class": paths["per_class_png"].read_bytes()}
-        )
-    )
+    paths["html"].write_text(render_html(report, figures))
     return paths
 
 
@@ -158,6 +172,29 @@ def confusion_png(cm: list[list[int]], class_names: list[str]) -> bytes:
     return _png(fig)
 
 
+def search_png(search: dict, chance: float | None) -> bytes:
+    """Each finished trial's validation UAR (pruned: its last epoch) and the best so far."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    rows = search["trials"]
+    for state, marker, color in (("complete", "o", "#1f6feb"), ("pruned", "x", "#b42318")):
+        pts = [(t["trial"], t["val_uar"] if t["val_uar"] is not None else t["last_val_uar"]) for t in rows]
+        pts = [(x, y) for (x, y), t in zip(pts, rows) if t["state"] == state and y is not None]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, color=color, label=state, zorder=3)
+    best = [(t["trial"], t["best_so_far"]) for t in rows if t["best_so_far"] is not None]
+    if best:
+        ax.step(*zip(*best), where="post", color="#1a7f37", label="best so far")
+    if chance is not None:
+        ax.axhline(chance, color="#888", linestyle="--", linewidth=1, label="chance")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation UAR")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def per_class_png(per_class: dict) -> bytes:
     plt = _plt()
     names = list(per_class)
@@ -192,6 +229,37 @@ def _ci(r: dict, split: str, name: str, metric: str) -> str:
     return f"[{lo:.4f}, {hi:.4f}]"
 
 
+def _baseline_md(r: dict) -> list[str]:
+    b = r.get("baselines")
+    if not b:
+        return []
+    return [
+        f"| no learning (test): chance UAR 1/{len(r['class_names'])}; WAR always predicting "
+        f"{b['majority_class']} | {b['chance_uar']:.4f} | {b['majority_class_war']:.4f} | |",
+    ]
+
+
+def _search_md(r: dict) -> list[str]:
+    s = r.get("search")
+    if not s or not s["trials"]:
+        return []
+    lines = [
+        "## The search",
+        "",
+        f"{len(s['trials'])} finished trials ({s['complete']} complete, {s['pruned']} pruned); best "
+        f"validation UAR {_f(s['best_val_uar'])}.",
+        "",
+        "| trial | state | epochs | val UAR | best so far |",
+        "|---|---|---|---|---|",
+    ]
+    for t in s["trials"]:
+        shown = t["val_uar"] if t["val_uar"] is not None else t["last_val_uar"]
+        lines.append(
+            f"| {t['trial']} | {t['state']} | {t['epochs']} | {_f(shown)} | {_f(t['best_so_far'])} |"
+        )
+    return [*lines, "", "![best validation UAR so far](search.png)", ""]
+
+
 def render_markdown(r: dict) -> str:
     t, v = r["test"], r["validation"]
     final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
@@ -206,10 +274,12 @@ def render_markdown(r: dict) -> str:
         f"| {v['macro_f1']:.4f} |",
         f"| **test** | **{t['uar']:.4f}** {_ci(r, 'test', final, 'uar')} | **{t['war']:.4f}** "
         f"{_ci(r, 'test', final, 'war')} | **{t['macro_f1']:.4f}** {_ci(r, 'test', final, 'macro_f1')} |",
+        *_baseline_md(r),
         "",
         "95% intervals: percentile bootstrap over test images "
         f"({r['bootstrap']['test']['n_boot']} resamples).",
         "",
+        *_search_md(r),
         "## Where the gain comes from",
         "",
         "| predictor | val UAR | test UAR | test WAR | test macro F1 |",
@@ -221,6 +291,9 @@ def render_markdown(r: dict) -> str:
             f"| {c['label']} | {val} | {c['test']['uar']:.4f} | {c['test']['war']:.4f} | "
             f"{c['test']['macro_f1']:.4f} |"
         )
+    sel = r["recipe"]["selection"]
+    if sel.get("used"):
+        lines += ["", f"Ensemble weights: {sel['used'].replace('_', ' ')} ({sel['reason']})."]
     lines += ["", "| test difference | UAR (95% CI) |", "|---|---|"]
     for name, d in r["bootstrap"]["test"]["deltas"].items():
         lines.append(
@@ -313,16 +386,36 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
+def _search_html(r: dict, figures: dict[str, bytes]) -> str:
+    s = r.get("search")
+    if not s or not s["trials"] or "search" not in figures:
+        return ""
+    return (
+        f"<h2>The search</h2><p>{len(s['trials'])} finished trials ({s['complete']} complete, "
+        f"{s['pruned']} pruned); best validation UAR <b id='search-best'>{_f(s['best_val_uar'])}</b>. "
+        "Each point is a trial's validation UAR (a pruned trial: its last epoch).</p>"
+        + _img(figures["search"], "validation UAR per trial and best so far")
+    )
+
+
 def render_html(r: dict, figures: dict[str, bytes]) -> str:
     t, v = r["test"], r["validation"]
     bt = r["bootstrap"]["test"]
     final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
+    b = r.get("baselines") or {}
+    no_learning = {
+        "uar": f"chance {b['chance_uar']:.4f} (1/{len(r['class_names'])} classes)" if b else "",
+        "war": f"always {_e(b['majority_class'])}: {b['majority_class_war']:.4f}" if b else "",
+        "macro_f1": "",
+    }
     cards = "".join(
         f'<div class="card"><div class="k">test {label}</div>'
         f'<div class="v" id="test-{key}">{t[key]:.4f}</div>'
-        f'<div class="muted">95% CI {_ci(r, "test", final, key)}</div></div>'
+        f'<div class="muted">95% CI {_ci(r, "test", final, key)}</div>'
+        f'<div class="muted" id="baseline-{key}">{no_learning[key]}</div></div>'
         for key, label in (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro F1"))
     )
+    search_html = _search_html(r, figures)
     comp_rows = []
     for name, c in r["comparison"].items():
         iv = bt["intervals"][name]["uar"]
@@ -442,6 +535,7 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
         v["macro_f1"]:.4f}.</p>
 <p class="note">{_e(rec["hygiene"])}</p>
 
+{search_html}
 <h2>Where the gain comes from</h2>
 {_table(["predictor", "val UAR", "test UAR [95% CI]", "test WAR", "test macro F1"], comp_rows)}
 <p class="muted">Paired bootstrap over the same {
@@ -462,8 +556,9 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
 <h3>Test-time augmentation</h3>
 {_table(["view set", "views", "val UAR (plain mean)", "val NLL"], tta_rows)}
 <h3>Ensemble selection</h3>
-<p>{_e(sel["method"])}: sorted initialisation with the best {sel["init_size"]} member(s);
-validation UAR {sel["val_uar"]:.4f} against {
+<p>{_e(sel["method"])}. Weights used: <b id="selection-used">{
+        _e(sel.get("used", "greedy").replace("_", " "))
+    }</b> ({_e(sel.get("reason", ""))}); validation UAR {sel["val_uar"]:.4f} against {
         sel["plain_mean_val_uar"]:.4f} for the plain mean of all members.</p>
 <h3>Calibration</h3>
 <p>Per-class additive log-probability offsets, tuned by coordinate ascent on validation UAR.

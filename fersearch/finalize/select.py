@@ -13,6 +13,35 @@ from ..config import TrialConfig, build_config, comparable_config
 from ..errors import FersearchError, InvalidArgument
 
 
+def search_history(study: optuna.Study) -> dict:
+    """Every finished trial in order, with the best validation UAR found so far: how the search
+    improved, for the report."""
+    rows, best = [], None
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            continue
+        value = t.value if t.state == TrialState.COMPLETE else None
+        if value is not None and (best is None or value > best):
+            best = value
+        curve = t.user_attrs.get("uar_per_epoch") or []
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "val_uar": value,
+                "last_val_uar": curve[-1] if curve else None,
+                "epochs": len(curve),
+                "best_so_far": best,
+            }
+        )
+    return {
+        "trials": rows,
+        "complete": sum(r["state"] == "complete" for r in rows),
+        "pruned": sum(r["state"] == "pruned" for r in rows),
+        "best_val_uar": best,
+    }
+
+
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     complete = [
         t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs

@@ -103,6 +103,28 @@ def test_report_numbers_equal_those_recomputed_from_saved_predictions(finalized)
     assert f"{r['test']['uar']:.4f}" in (out / "report.html").read_text()
 
 
+def test_report_states_what_no_learning_gets_and_how_the_search_went(finalized):
+    r = json.loads((finalized.out / "report.json").read_text())
+    manifest = load_manifest(DataConfig(root=str(finalized.data)))
+    k = len(r["class_names"])
+    test_labels = np.load(finalized.out / "predictions.npz", allow_pickle=False)["test_labels"]
+    majority = int(np.argmax(manifest.counts("train")))
+    b = r["baselines"]
+    assert b["chance_uar"] == pytest.approx(1 / k)
+    assert b["majority_class"] == r["class_names"][majority]
+    assert b["majority_class_war"] == pytest.approx(float(np.mean(test_labels == majority)))
+    # the search section lists the study's trials with a best-so-far that never falls
+    search = r["search"]
+    assert [t["trial"] for t in search["trials"]] == [0, 1, 2, 3]
+    assert [t["best_so_far"] for t in search["trials"]] == [0.5, 0.5, 0.5, 0.5]
+    assert search["best_val_uar"] == 0.5 and search["complete"] == 4
+    md = (finalized.out / "report.md").read_text()
+    assert f"chance UAR 1/{k}" in md and "## The search" in md
+    html = (finalized.out / "report.html").read_text()
+    assert f"chance {1 / k:.4f}" in html and 'id="selection-used"' in html
+    assert (finalized.out / "search.png").is_file()
+
+
 def test_exported_ensemble_reloads_and_predicts_identically(finalized):
     r = json.loads((finalized.out / "report.json").read_text())
     p = np.load(finalized.out / "predictions.npz", allow_pickle=False)

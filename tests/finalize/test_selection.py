@@ -10,7 +10,7 @@ from fersearch.errors import InvalidArgument
 from fersearch.finalize import calibrate, tta
 from fersearch.finalize.bootstrap import bootstrap
 from fersearch.finalize.cv import stratified_kfold
-from fersearch.finalize.ensemble import combine, greedy_select
+from fersearch.finalize.ensemble import choose_weights, combine, crossfit_gain, greedy_select
 from fersearch.finalize.pipeline import choose_view_set
 from fersearch.finalize.select import top_trials
 from fersearch.metrics import summarize
@@ -52,6 +52,48 @@ def test_greedy_selection_keeps_the_single_best_when_nothing_helps():
     only_c_and_noise = probs[[0, 2]]  # A and C: adding C to A never helps
     sel = greedy_select(only_c_and_noise, y, 3)
     assert sel.weights == [1.0, 0.0]
+
+
+def test_choose_weights_keeps_greedy_weights_that_generalise():
+    probs, y = _members()
+    sel, decision = choose_weights(probs, y, 3)
+    assert decision["used"] == "greedy" and decision["crossfit"]["gain"] > 0.5
+    assert sel.weights == greedy_select(probs, y, 3).weights
+
+
+def _exchangeable_members(n: int, members: int = 5, seed: int = 0):
+    """Members that are equally good, each with its own independent noise: any weighting that
+    beats the plain mean on a small split does so by fitting that split's noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 7, size=n)
+    logits = rng.normal(0, 1.0, size=(members, n, 7))
+    logits[:, np.arange(n), y] += 1.0
+    p = np.exp(logits)
+    return p / p.sum(-1, keepdims=True), y
+
+
+def test_choose_weights_falls_back_to_the_plain_mean_when_selection_overfits_a_small_split():
+    val, y_val = _exchangeable_members(97, seed=1)
+    sel, decision = choose_weights(val, y_val, 7)
+    greedy = greedy_select(val, y_val, 7)
+    # On 97 images greedy selection "wins" on the split it was fitted on ...
+    assert greedy.val_uar > greedy.plain_mean_val_uar
+    # ... but not on held-out halves, so the plain mean is shipped, and the report says why.
+    assert decision["used"] == "plain_mean" and decision["crossfit"]["gain"] <= 0
+    assert sel.weights == pytest.approx([0.2] * 5)
+    assert "plain mean used" in decision["reason"]
+    # On fresh data from the same members the greedy weights are no better than the mean.
+    test, y_test = _exchangeable_members(5000, seed=2)
+    greedy_test = summarize(y_test, combine(test, greedy.weights).argmax(1), 7)["uar"]
+    plain_test = summarize(y_test, test.mean(0).argmax(1), 7)["uar"]
+    assert greedy_test <= plain_test + 0.01
+
+
+def test_crossfit_gain_scores_each_half_with_weights_from_the_other():
+    probs, y = _members()
+    cf = crossfit_gain(probs, y, 3)
+    assert cf["plain_mean_uar"] == pytest.approx(1 / 3)
+    assert cf["greedy_uar"] == pytest.approx(1.0)  # A+B is perfect on either half
 
 
 def _imbalanced(seed: int, n_major: int = 400, n_minor: int = 40):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="fersearch",
@@ -17,6 +20,13 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 
+
+def lit(value: object) -> str:
+    """A user-supplied string (path, name, class, file name) printed literally through the
+    rich console: '[/bold]' in a file name prints as itself instead of styling or crashing."""
+    return escape(str(value))
+
+
 StorageOpt = Annotated[
     str | None,
     typer.Option(
@@ -25,7 +35,41 @@ StorageOpt = Annotated[
         "Default: $FERSEARCH_STORAGE, else the embedded store ./.fersearch/journal.log",
     ),
 ]
-StudyOpt = Annotated[str, typer.Option("--study", help="Study name.")]
+# Optuna keeps study names of up to 512 characters in a database (its indexed string length).
+MAX_STUDY_NAME = 512
+_MARKUP_TAG = re.compile(r"\[[a-z#/@][^\[]*?\]")
+
+
+def check_study_name(name: str) -> str:
+    """Reject names that would print wrongly or not at all: empty, padded with spaces, control
+    characters (a newline splits the one-line messages; ESC drives the terminal), console style
+    tags such as ``[/bold]`` (the console would eat or choke on them), or longer than a database
+    stores. Any other name is fine; its checkpoint folder is made safe separately
+    (``fersearch.search.trial_state.study_folder_name``)."""
+    from rich.markup import escape
+
+    from ..errors import InvalidArgument
+
+    fix = "choose a name of letters, digits, '-', '_' or '.', such as s1 or raf-convnext"
+    if not name.strip():
+        raise InvalidArgument(f"--study must not be empty (got {name!r}); {fix}")
+    if name != name.strip():
+        raise InvalidArgument(f"--study {name!r} starts or ends with whitespace; {fix}")
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise InvalidArgument(f"--study {name!r} contains the control character {bad!r}; {fix}")
+    if len(name) > MAX_STUDY_NAME:
+        raise InvalidArgument(
+            f"--study is {len(name)} characters long; at most {MAX_STUDY_NAME} are stored; {fix}"
+        )
+    if escape(name) != name:
+        tag = _MARKUP_TAG.search(name)
+        what = f"{tag.group(0)!r}, which the console reads as a style tag" if tag else "a trailing backslash"
+        raise InvalidArgument(f"--study {name!r} contains {what}; {fix}")
+    return name
+
+
+StudyOpt = Annotated[str, typer.Option("--study", help="Study name.", callback=check_study_name)]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(

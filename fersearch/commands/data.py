@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import app, err
+from ._common import app, err, lit
 
 data_app = typer.Typer(
     help="Inspect a dataset, or build its decode-once cache ahead of time.", no_args_is_help=True
@@ -30,25 +30,25 @@ def inspect(
 
     with bar("checking images", console=err) as update:
         rep = inspect_dataset(root, data_format, progress=update)
-    err.print(f"layout: [bold]{rep.format}[/] ({rep.description})")
-    err.print(f"root: {rep.root}")
+    err.print(f"layout: [bold]{lit(rep.format)}[/] ({lit(rep.description)})")
+    err.print(f"root: {lit(rep.root)}")
     table = Table("class", *rep.counts, title=f"{len(rep.class_names)} classes, {rep.total} samples")
     for k, name in enumerate(rep.class_names):
-        table.add_row(name, *(str(c[k]) for c in rep.counts.values()))
+        table.add_row(lit(name), *(str(c[k]) for c in rep.counts.values()))
     table.add_row("[bold]total[/]", *(str(sum(c)) for c in rep.counts.values()))
     ratios = [f"{r:.1f}" if r is not None else "-" for r in rep.imbalance.values()]
     table.add_row("[bold]imbalance (max/min)[/]", *ratios)
     err.print(table)
     if rep.au_names:
-        err.print(f"action-unit labels: {', '.join(rep.au_names)}")
+        err.print(f"action-unit labels: {lit(', '.join(rep.au_names))}")
     top = ", ".join(f"{w}x{h} ({n})" for (w, h), n in rep.sizes.most_common(5))
     err.print(f"image sizes: {top or 'none readable'}" + (" ..." if len(rep.sizes) > 5 else ""))
     for note in rep.notes:
-        err.print(f"note: {note}")
+        err.print(f"note: {lit(note)}")
     if rep.bad:
         err.print(f"[yellow]{len(rep.bad)} of {rep.checked} files are missing or unreadable:[/]")
         for ref, why in list(rep.bad.items())[:show]:
-            err.print(f"  {rep.root / ref}: {why}")
+            err.print(f"  {lit(rep.root / ref)}: {lit(why)}")
         if len(rep.bad) > show:
             err.print(f"  ... and {len(rep.bad) - show} more (--show N lists more)")
     else:
@@ -78,12 +78,12 @@ def prepare(
     if frames < 1:
         raise InvalidArgument(f"--frames must be >= 1, got {frames}")
     manifest = with_validation(read_dataset(root, data_format), val_fraction, split_seed)
-    err.print(f"layout: [bold]{manifest.format}[/]")
+    err.print(f"layout: [bold]{lit(manifest.format)}[/]")
     for split in manifest.splits:
         with bar(f"caching {split} at {size}px", console=err) as update:
             arrays = load_split(manifest, split, size, crop=crop, frames=frames, progress=update)
-        line = f"{split}: {len(arrays.labels)} samples -> {arrays.cache_file}"
+        line = f"{split}: {len(arrays.labels)} samples -> {lit(arrays.cache_file)}"
         if arrays.skipped:
-            line += f" ([yellow]{len(arrays.skipped)} skipped[/], e.g. {arrays.skipped[0]}: "
-            line += f"{arrays.skip_reasons[arrays.skipped[0]]})"
+            line += f" ([yellow]{len(arrays.skipped)} skipped[/], e.g. {lit(arrays.skipped[0])}: "
+            line += f"{lit(arrays.skip_reasons[arrays.skipped[0]])})"
         err.print(line)

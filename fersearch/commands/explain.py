@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err
+from ._common import app, err, lit
 
 
 @app.command()
@@ -40,4 +40,4 @@ def explain(
         pil, box = FaceCropper().crop(pil)
         err.print(f"face: {box}" if box else "no face found: explaining the whole image")
     result = run_explain(ens, pil, out, image.stem, target)
-    err.print(f"{result['target']} ({result['ensemble_prob']:.2f}); overlays: {result['panel']}")
+    err.print(f"{lit(result['target'])} ({result['ensemble_prob']:.2f}); overlays: {lit(result['panel'])}")

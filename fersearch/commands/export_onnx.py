@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err
+from ._common import app, err, lit
 
 
 @app.command("export-onnx")
@@ -30,4 +30,4 @@ def export_onnx(
     if not files:
         why = json.loads((model / MANIFEST).read_text())["onnx"].get("error", "unknown error")
         raise ModelError(f"{why}; the ensemble is unchanged apart from that note in {MANIFEST}")
-    err.print(f"wrote {', '.join(files)} to {model}; predict with --backend onnxruntime")
+    err.print(f"wrote {lit(', '.join(files))} to {lit(model)}; predict with --backend onnxruntime")

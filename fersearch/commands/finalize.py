@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, err
+from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, err, lit
 
 
 @app.command()
@@ -61,5 +61,5 @@ def finalize(
             tta_mode=tta,
             onnx=onnx,
         )
-    err.print(f"report: {paths['html']}")
-    err.print(f"ensemble: {paths['ensemble']}")
+    err.print(f"report: {lit(paths['html'])}")
+    err.print(f"ensemble: {lit(paths['ensemble'])}")

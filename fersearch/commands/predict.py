@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ThreadsOpt, app, err
+from ._common import ThreadsOpt, app, err, lit
 
 ModelOpt = Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")]
 
@@ -69,13 +69,13 @@ def _predict_all(ens, images, videos, csv, top, detect_faces, webcam, camera, st
 
         def live(row):
             label, p = top_k(row.smoothed, names, 1)[0]
-            err.print(f"frame {row.frame}: {label} {p:.2f}")
+            err.print(f"frame {row.frame}: {lit(label)} {p:.2f}")
 
         rows += predict_webcam(ens, camera, cropper, smooth=smooth, max_frames=max_frames, on_row=live)
     write_csv(rows, names, top, csv if csv is not None else sys.stdout)
     failed = [r for r in rows if r.error]
     done = len(rows) - len(failed)
-    where = f" -> {csv}" if csv is not None else ""
+    where = f" -> {lit(csv)}" if csv is not None else ""
     err.print(
         f"predicted {done} row(s){where} ({ens.backend} backend)"
         + (f"; {len(failed)} unreadable, listed in the CSV" if failed else "")
@@ -86,6 +86,6 @@ def _predict_all(ens, images, videos, csv, top, detect_faces, webcam, camera, st
             shown = ", ".join(r.source if r.frame is None else f"{r.source}#{r.frame}" for r in faceless[:3])
             more = f" and {len(faceless) - 3} more" if len(faceless) > 3 else ""
             err.print(
-                f"--detect-faces: no face found in {len(faceless)} of {done} row(s) ({shown}{more}): "
+                f"--detect-faces: no face found in {len(faceless)} of {done} row(s) ({lit(shown)}{more}): "
                 f"those were predicted on the whole image and have empty face_x..face_h in the CSV"
             )

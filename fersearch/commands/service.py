@@ -21,6 +21,7 @@ from ._common import (
     app,
     create_study_from_options,
     err,
+    lit,
 )
 
 ArtifactsOpt = Annotated[
@@ -82,7 +83,7 @@ def dashboard(
     from ..search.storage import mask_url, open_storage, resolve_url
 
     backend = open_storage(storage)
-    err.print(f"dashboard for {mask_url(resolve_url(storage))} at http://{host}:{port}/dashboard/")
+    err.print(f"dashboard for {lit(mask_url(resolve_url(storage)))} at http://{lit(host)}:{port}/dashboard/")
     run_server(backend, host=host, port=port, artifact_store=open_artifact_store(artifacts, storage))
 
 
@@ -102,5 +103,5 @@ def storage_proxy(
     from ..search.storage import mask_url, open_storage, resolve_url
 
     backend = open_storage(storage)
-    err.print(f"storage proxy for {mask_url(resolve_url(storage))} on grpc://{host}:{port}")
+    err.print(f"storage proxy for {lit(mask_url(resolve_url(storage)))} on grpc://{lit(host)}:{port}")
     run_grpc_proxy_server(backend, host=host, port=port)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err
+from ._common import app, err, lit
 
 CLASS_SETS = ("basic7", "compound14")
 
@@ -67,7 +67,8 @@ def synth(
         with bar("synthesising clips") as update:
             counts = generate_context(out, n=n or 400, size=size, frames=frames, seed=seed, progress=update)
         err.print(
-            f"wrote {sum(map(sum, counts.values()))} clips of {frames} frames to {out} (RAER-style layout)"
+            f"wrote {sum(map(sum, counts.values()))} clips of {frames} frames to {lit(out)} "
+            "(RAER-style layout)"
         )
         return
     if classes == "compound14":
@@ -75,7 +76,7 @@ def synth(
 
         with bar("synthesising compound faces") as update:
             counts = generate_compound(out, n=n or 1400, size=size, seed=seed, progress=update)
-        err.print(f"wrote {sum(map(sum, counts.values()))} images to {out} (RAF-CE layout, AU labels)")
+        err.print(f"wrote {sum(map(sum, counts.values()))} images to {lit(out)} (RAF-CE layout, AU labels)")
         return
     from ..data.synthetic import generate
 
@@ -91,6 +92,6 @@ def synth(
             difficulty=difficulty,
         )
     total = sum(sum(c) for c in summary.counts.values())
-    err.print(f"wrote {total} images to {summary.root}")
+    err.print(f"wrote {total} images to {lit(summary.root)}")
     if summary.preview:
-        err.print(f"preview: {summary.preview}")
+        err.print(f"preview: {lit(summary.preview)}")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from ..config import DataConfig, describe_validation_error
 from ..data import load_manifest
@@ -39,10 +40,10 @@ def create_from_cli(
     data_cfg.format = manifest.format
     created_study, created = create_study(study, space, data_cfg, n_trials, storage, seed_recipes)
     if console is not None:
-        where = mask_url(resolve_url(storage))
+        where = escape(mask_url(resolve_url(storage)))
         if created:
             console.print(
-                f"created study [bold]{study}[/] in {where}: {manifest.format} data, "
+                f"created study [bold]{escape(study)}[/] in {where}: {manifest.format} data, "
                 f"{len(manifest.splits['train'])} train / {len(manifest.splits['val'])} val samples"
                 f"{f' (fold {data_cfg.fold} of {data_cfg.folds})' if data_cfg.folds else ''}, "
                 f"budget {n_trials or 'unlimited'} trials"
@@ -53,7 +54,7 @@ def create_from_cli(
         else:
             existing = settings(created_study)
             console.print(
-                f"joining existing study [bold]{study}[/] in {where} "
+                f"joining existing study [bold]{escape(study)}[/] in {where} "
                 f"(its stored space and data are used; budget {existing.n_trials or 'unlimited'})"
             )
             if seed_recipes:

@@ -6,12 +6,20 @@ log with file locking, so several local worker processes share one study without
 SQLite gives under concurrent writers. ``postgresql+psycopg2://`` (or any SQLAlchemy URL) gives
 an RDBStorage with pre-ping, a small pool and a connect timeout. Passwords never reach a log
 line or an error message: use ``mask_url``.
+
+A journal is checked when it is opened: a record that is not JSON, one Optuna cannot replay, or a
+last record cut off mid-write (a crash or a full disk; Optuna would skip it silently and the trial
+it was about would show the wrong state, then glue the next write onto it) is a StorageError
+naming the file and line and the command that repairs it. ``grpc://`` waits a bounded time for
+the proxy to answer.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import time
 import warnings
 from pathlib import Path
@@ -37,8 +45,25 @@ def resolve_url(url: str | None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """postgresql://user:secret@host/db -> postgresql://user:***@host/db"""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    """postgresql://user:secret@host/db -> postgresql://user:***@host/db. Everything between
+    ``://user:`` and the *last* '@' is masked: a password may itself contain '@' (or ':')."""
+    return re.sub(r"(://[^:/\s]*:).*@", r"\1***@", url)
+
+
+def _password(url: str) -> str:
+    """What ``mask_url`` hides: the text between ``://user:`` and the last '@' ('' if none)."""
+    m = re.search(r"://[^:/\s]*:(.*)@", url)
+    return m.group(1) if m else ""
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` (a driver's error message) with the URL masked and no piece of its password:
+    a driver that split the URL at another '@' echoes the rest as a host name."""
+    text = mask_url(text)
+    for piece in sorted(re.split(r"[@:/]", _password(url)), key=len, reverse=True):
+        if len(piece) >= 3:
+            text = text.replace(piece, "***")
+    return text
 
 
 # A worker proves it is alive every HEARTBEAT_S; a trial silent for GRACE_S is failed and
@@ -56,6 +81,13 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
         return _open_journal(Path(url.removeprefix("journal:")))
     if url.startswith("grpc://"):
         return _open_grpc(url)
+    if "@" in _password(url):
+        # SQLAlchemy splits user:pass@host at the first '@': the password's tail would become
+        # the host name, and the driver's error would print it.
+        raise StorageError(
+            f"the password in the storage URL {mask_url(url)} contains '@': percent-encode it "
+            f"('@' -> %40, ':' -> %3A, '/' -> %2F), e.g. in Python urllib.parse.quote(password, safe='')"
+        )
     if url.startswith("sqlite"):
         engine_kwargs: dict = {"connect_args": {"timeout": 60}}
     else:
@@ -89,7 +121,7 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
     except Exception as exc:  # sqlalchemy raises OperationalError, ArgumentError, ImportError...
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
-            f"cannot open study storage {mask_url(url)}: {mask_url(reason)}. Check the server is "
+            f"cannot open study storage {mask_url(url)}: {_scrub(reason, url)}. Check the server is "
             f"running and the URL (postgresql+psycopg2://USER:PASSWORD@HOST:5432/DB), or omit "
             f"--storage to use the embedded store {DEFAULT_JOURNAL}"
         ) from None
@@ -108,28 +140,159 @@ def lost_connection(exc: BaseException | None) -> bool:
     return False
 
 
+class _LineCountingJournal(JournalFileBackend):
+    """Optuna's journal file, remembering which line it read last, so that a record it cannot
+    decode or replay is reported by its line number."""
+
+    def __init__(self, path: str, lock_obj) -> None:
+        super().__init__(path, lock_obj=lock_obj)
+        self.line = 0  # 1-based number of the last record handed to the replay
+        self.undecodable: int | None = None  # line of a record that is not JSON
+
+    def read_logs(self, log_number_from: int):
+        self.line = log_number_from
+        logs = super().read_logs(log_number_from)
+        while True:
+            try:
+                log = next(logs)
+            except StopIteration:
+                return
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError: raised one line late
+                self.undecodable = self.line + 1
+                raise
+            self.line += 1
+            yield log
+
+
 def _open_journal(path: Path) -> JournalStorage:
+    fix = "pass --storage with a writable file path or a database URL"
+    if path.is_dir():
+        raise StorageError(
+            f"the study journal {str(path)!r} is a directory; {fix} (e.g. {path / 'journal.log'})"
+        )
+    if path.exists() and not path.is_file():
+        raise StorageError(f"the study journal {str(path)!r} is not a regular file; {fix}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The open(2)-based lock works on any local filesystem (the symlink lock needs
         # symlink support, which some shared mounts lack).
-        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        lock = JournalFileOpenLock(str(path))
+        backend = _LineCountingJournal(str(path), lock)
     except OSError as exc:
         raise StorageError(
-            f"cannot open the embedded study store {str(path)!r}: {exc.strerror}; pass "
-            f"--storage with a writable path or a database URL"
+            f"cannot open the embedded study store {str(path)!r}: {exc.strerror}; {fix}"
         ) from None
-    return JournalStorage(backend)
+    try:
+        storage = JournalStorage(backend)
+    except Exception as exc:  # a record Optuna cannot decode or apply: KeyError, TypeError...
+        if backend.undecodable is not None:
+            line, what = backend.undecodable, "is not a JSON journal record"
+        else:
+            line = max(backend.line, 1)
+            what = f"is a record Optuna cannot replay ({type(exc).__name__}: {str(exc)[:80]})"
+        raise StorageError(_damaged(path, line, what)) from None
+    try:
+        _check_journal_tail(path, lock)
+    except OSError as exc:
+        raise StorageError(f"cannot read the study journal {str(path)!r}: {exc.strerror}; {fix}") from None
+    return storage
+
+
+def _check_journal_tail(path: Path, lock) -> None:
+    """The last record must be complete: Optuna skips a cut-off last line without a word (its
+    trial then shows a stale state) and glues the next write onto it. Checked under the
+    journal's lock, so a write in progress is not mistaken for damage."""
+    if path.stat().st_size == 0:
+        return
+    lock.acquire()
+    try:
+        with open(path, "rb") as fh:
+            tail = _last_line(fh)
+    finally:
+        lock.release()
+    if not tail:
+        return
+    if not tail.endswith(b"\n"):
+        raise StorageError(
+            _damaged(
+                path,
+                _count_lines(path) + 1,
+                f"is an incomplete last record ({len(tail)} bytes without a newline: a process "
+                f"or the disk stopped in the middle of a write)",
+            )
+        )
+    try:
+        record = json.loads(tail)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not isinstance(record.get("op_code"), int):
+        raise StorageError(
+            _damaged(path, _count_lines(path), f"is not a journal record (it reads {tail[:40]!r})")
+        )
+
+
+def _last_line(fh) -> bytes:
+    """The bytes of a file's last line (with its newline, if it has one), read from the end."""
+    end = fh.seek(0, os.SEEK_END)
+    pos, chunk = end, b""
+    while pos > 0:
+        step = min(1 << 16, pos)
+        pos -= step
+        fh.seek(pos)
+        chunk = fh.read(step) + chunk
+        cut = chunk.rfind(b"\n", 0, len(chunk) - 1)
+        if cut >= 0:
+            return chunk[cut + 1 :]
+    return chunk
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 20), b""))
+
+
+def _damaged(path: Path, line: int, what: str) -> str:
+    if line <= 1:
+        return (
+            f"{str(path)!r} is not an Optuna study journal: line 1 {what}. Nothing was changed. "
+            f"Point --storage at the study's journal file (default {DEFAULT_JOURNAL}), or at a "
+            f"new file to start afresh"
+        )
+    q, keep = shlex.quote(str(path)), line - 1
+    after = _count_lines(path) - line
+    lost = f"; the {after} record(s) after it are dropped too, rerun what they recorded" if after > 0 else ""
+    return (
+        f"the study journal {str(path)!r} is damaged: line {line} {what}. Nothing was changed. "
+        f"To repair it, stop every worker, then keep the {keep} record(s) before that line{lost}: "
+        f"`head -n {keep} {q} > {q}.repaired && mv {q} {q}.damaged && mv {q}.repaired {q}`"
+    )
 
 
 def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     """grpc://host:port: a `fersearch storage-proxy` in front of the database."""
     hostport = url.removeprefix("grpc://").rstrip("/")
     host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise StorageError(f"storage URL {url!r} must look like grpc://HOST:PORT")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise StorageError(f"storage URL {url!r} must look like grpc://HOST:PORT (port 1-65535)")
     try:
         from optuna.storages import GrpcStorageProxy
     except ImportError:
         raise StorageError("grpc:// storage needs grpcio: `pip install grpcio protobuf`") from None
-    return GrpcStorageProxy(host=host, port=int(port))
+    with warnings.catch_warnings():  # "experimental since 4.2": noise on every worker start
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        proxy = GrpcStorageProxy(host=host, port=int(port))
+    try:
+        # Optuna's client calls have no deadline: without this wait, a closed port raises deep
+        # inside the first call and a silent one hangs forever.
+        proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
+    except ConnectionError:
+        proxy.close()
+        raise StorageError(
+            f"no storage proxy answered at {url} within {GRPC_CONNECT_TIMEOUT_S:g} s; start one on "
+            f"that host with `fersearch storage-proxy --storage DATABASE_URL`, check the host, port "
+            f"and any SSH tunnel, or omit --storage to use the embedded store {DEFAULT_JOURNAL}"
+        ) from None
+    return proxy
+
+
+GRPC_CONNECT_TIMEOUT_S = float(os.environ.get("FERSEARCH_GRPC_CONNECT_TIMEOUT", "10"))

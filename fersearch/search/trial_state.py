@@ -1,9 +1,11 @@
 """Where a trial's checkpoints live, and how an interrupted trial is re-queued to resume.
 
-Checkpoints: ``<artifacts>/checkpoints/<study>/trial_<n>/`` (``last``, ``interrupted``, ``best``;
-see fersearch/train/checkpoint.py). ``<artifacts>`` is $FERSEARCH_ARTIFACTS, else the folder of
-an embedded journal file, else ./.fersearch. Workers on several hosts need it on a shared volume
-for a retry on another host to find the checkpoint.
+Checkpoints: ``<artifacts>/checkpoints/<study folder>/trial_<n>/`` (``last``, ``interrupted``,
+``best``; see fersearch/train/checkpoint.py). The study folder is the study name when that is a
+plain file name (letters, digits, ``.``, ``_``, ``-``), else a slug of it plus a hash of the whole
+name: any name Optuna accepts stays inside ``<artifacts>/checkpoints``. ``<artifacts>`` is
+$FERSEARCH_ARTIFACTS, else the folder of an embedded journal file, else ./.fersearch. Workers on
+several hosts need it on a shared volume for a retry on another host to find the checkpoint.
 
 An interrupted trial (SIGINT/SIGTERM) is marked FAIL with the checkpoint recorded, left out of
 the study's trial budget, and a copy with the same parameters, preset and seed is enqueued
@@ -12,8 +14,10 @@ carrying ``fersearch:resume_from``: the next worker to ask runs it from that che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import optuna
@@ -37,8 +41,22 @@ def default_artifacts_dir(storage_url: str | None) -> Path:
     return Path(".fersearch").resolve()
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def study_folder_name(study_name: str) -> str:
+    """One path component for a study name: the name itself when it is a plain file name, else
+    ``<slug>+<hash>`` ("../../tmp/x" -> "tmp-x+3b5d...": no separator, never "." or "..").
+    '+' never occurs in a plain name, so a hashed folder cannot collide with a plain one."""
+    if _PLAIN_NAME.fullmatch(study_name) and ".." not in study_name:
+        return study_name
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", study_name).strip("-_")[:40] or "study"
+    digest = hashlib.sha256(study_name.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{slug}+{digest}"
+
+
 def checkpoint_dir_for(artifacts_dir: Path, study_name: str, trial_number: int) -> Path:
-    return Path(artifacts_dir) / "checkpoints" / study_name / f"trial_{trial_number}"
+    return Path(artifacts_dir) / "checkpoints" / study_folder_name(study_name) / f"trial_{int(trial_number)}"
 
 
 def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
@@ -76,14 +94,33 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial, exc, seed: int
 
 def remove_training_state(directory: str | Path) -> None:
     """Delete the resumable state (``last``, ``interrupted``: weights + optimizer, the large
-    part); ``best`` (the best weights and config) stays."""
+    part); ``best`` (the best weights and config) stays.
+
+    Only files directly inside ``directory`` are removed, and only for a JSON that reads as a
+    fersearch checkpoint: a tampered ``last.json`` naming ``../x`` or ``/etc/x`` as its tensors
+    deletes nothing outside the folder (only ``*.safetensors`` names in it are followed)."""
     directory = Path(directory)
     for name in (ckpt.LAST, ckpt.INTERRUPTED):
         path = directory / f"{name}.json"
         try:
-            tensors = json.loads(path.read_text()).get("tensors")
+            state = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(state, dict):
+            continue  # not a checkpoint this code wrote: leave it
         path.unlink(missing_ok=True)
-        if tensors:
+        tensors = state.get("tensors")
+        if _is_tensor_file_name(tensors):
             (directory / tensors).unlink(missing_ok=True)
+
+
+def _is_tensor_file_name(name) -> bool:
+    """A bare ``*.safetensors`` name in the same folder: no separator, nothing absolute."""
+    return (
+        isinstance(name, str)
+        and name.endswith(".safetensors")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and Path(name).name == name
+    )

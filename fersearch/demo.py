@@ -77,16 +77,19 @@ def _summary(paths: dict[str, Path], console: Console) -> None:
     base, test = report["baselines"], report["test"]
     best_single = report["comparison"]["best_single"]["test"]["uar"]
     console.rule("result")
+    # soft_wrap: each figure stays on one line, and the path can be copied whole
     console.print(
         f"best validation UAR of the search: [bold]{report['search']['best_val_uar']:.3f}[/] "
-        f"(chance {base['chance_uar']:.3f})"
+        f"(chance {base['chance_uar']:.3f})",
+        soft_wrap=True,
     )
     console.print(
         f"test UAR of the ensemble: [bold]{test['uar']:.3f}[/] (best single member {best_single:.3f}, "
         f"chance {base['chance_uar']:.3f}); test WAR {test['war']:.3f} (always "
-        f"{escape(base['majority_class'])}: {base['majority_class_war']:.3f})"
+        f"{escape(base['majority_class'])}: {base['majority_class_war']:.3f})",
+        soft_wrap=True,
     )
-    console.print(f"report: {escape(str(paths['html']))}")
+    console.print(f"report: {escape(str(paths['html']))}", soft_wrap=True)
 
 
 def _same_synth(stamp: Path, params: dict) -> bool:

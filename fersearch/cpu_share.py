@@ -12,6 +12,11 @@ arrives, and takes them back when it leaves. An flock dies with its process, how
 
 ``threads=N`` (``--threads N``) fixes the count and takes no part in the division, although
 the process still holds a slot so that the others count it.
+
+A CPU-only worker also waits for a core (``wait_for_core``): it takes one of the first
+``cores`` slots, and while all of them are held it waits instead of training. Four workers on two
+cores time-sliced ran slower than one worker alone; two at a time, the other two queued, run as
+fast as two. GPU workers, ``finalize`` and ``predict`` never wait.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +34,7 @@ LOCK_DIR_ENV = "FERSEARCH_LOCK_DIR"
 DEFAULT_LOCK_DIR = "/tmp/fersearch-gpu-locks"
 MAX_SLOTS = 4096
 REFRESH_SECONDS = 2.0  # how often a running process counts its neighbours again
+WAIT_SECONDS = 1.0  # how often a worker waiting for a core looks again
 
 
 def host_cores() -> int:
@@ -67,7 +74,14 @@ class CpuShare:
     """``with CpuShare() as share:`` holds a slot and sets torch's (and OpenCV's) threads to
     the process's share; ``share.refresh()`` re-counts at most every REFRESH_SECONDS."""
 
-    def __init__(self, threads: int | None = None, folder: Path | None = None, cores: int | None = None):
+    def __init__(
+        self,
+        threads: int | None = None,
+        folder: Path | None = None,
+        cores: int | None = None,
+        wait_for_core: bool = False,
+        on_wait: Callable[[str], None] | None = None,
+    ):
         if threads is not None and threads < 1:
             raise InvalidArgument(
                 f"--threads must be at least 1 (got {threads}); leave it out for a fair share"
@@ -81,6 +95,8 @@ class CpuShare:
         self.threads = threads or self.cores
         self.processes = 1
         self._threads_before: int | None = None
+        self.wait_for_core = wait_for_core and threads is None
+        self.on_wait = on_wait
 
     # ---- the slot ----
     def __enter__(self) -> CpuShare:
@@ -102,18 +118,35 @@ class CpuShare:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError:
             return  # no lock folder: run alone with a share of all cores rather than not at all
-        for index in range(MAX_SLOTS):
+        if not self.wait_for_core:
+            self._try_slots(MAX_SLOTS)
+            return
+        told = False
+        while not self._try_slots(self.cores):
+            if not told and self.on_wait is not None:
+                self.on_wait(
+                    f"all {self.cores} cores of this host are taken by other fersearch processes; "
+                    "waiting for one to finish (Ctrl+C stops this worker)"
+                )
+                told = True
+            time.sleep(WAIT_SECONDS)
+
+    def _try_slots(self, count: int) -> bool:
+        """Take the first free slot among the first ``count``; True when one was taken (or
+        when there is no lock folder to take one in: then the process runs uncounted)."""
+        for index in range(count):
             try:
                 fh = open(_slot_path(self.folder, index), "a")  # noqa: SIM115 (held for the process's life)
             except OSError:
-                return
+                return True
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 fh.close()
                 continue
             self._fh, self._slot = fh, index
-            return
+            return True
+        return False
 
     def count_processes(self) -> int:
         """Slots held on this host, this process's included."""

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import pytest
 import torch
@@ -99,3 +101,52 @@ def test_refresh_is_throttled(tmp_path, restore_threads):
 def test_threads_below_one_is_a_clear_error():
     with pytest.raises(InvalidArgument, match="--threads must be at least 1"):
         CpuShare(threads=0)
+
+
+def test_a_cpu_worker_waits_for_a_free_core_and_starts_when_one_is_freed(tmp_path, restore_threads):
+    # cores=1 in the holder too: it takes the one core slot
+    holder = _holder_cores(tmp_path, 1)
+    said: list[str] = []
+    share = CpuShare(folder=tmp_path, cores=1, wait_for_core=True, on_wait=said.append)
+    started = threading.Event()
+
+    def enter():
+        share.__enter__()
+        started.set()
+
+    thread = threading.Thread(target=enter, daemon=True)
+    thread.start()
+    try:
+        # it says why it waits, once, and does not start while the core is held
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert said and "waiting for one to finish" in said[0]
+        assert not started.is_set()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        assert started.wait(timeout=10), "the worker must start once the core is free"
+        assert share.threads == 1 and len(said) == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        share.__exit__(None, None, None)
+
+
+def test_predict_and_finalize_never_wait_for_a_core(tmp_path, restore_threads):
+    holder = _holder_cores(tmp_path, 1)
+    try:
+        with CpuShare(folder=tmp_path, cores=1) as share:  # wait_for_core defaults to False
+            assert share.processes == 2 and share.threads == 1
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def _holder_cores(folder, cores: int) -> subprocess.Popen:
+    code = HOLDER.replace("cores=4", f"cores={cores}, wait_for_core=True")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    proc.stdout.readline()
+    return proc

@@ -29,7 +29,7 @@ import numpy as np
 
 from ...errors import DataError
 from ..manifest import Box, Manifest
-from ._common import parse_label
+from ._common import open_text, parse_label, unique
 
 CLASS_NAMES = ("Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt")
 DROPPED = {8: "None", 9: "Uncertain", 10: "No-Face"}
@@ -75,9 +75,23 @@ def _read(root: Path, num_classes: int) -> Manifest:
     if (csv_dir := _csv_dir(root)) is not None:
         splits, boxes = {}, {}
         image_root = Path(IMAGE_DIR) if (root / IMAGE_DIR).is_dir() else Path(".")
+        rows = []
         for split, file in CSV_FILES.items():
             if (csv_dir / file).is_file():
-                splits[split] = _read_csv(csv_dir / file, image_root, num_classes, boxes, dropped)
+                splits[split] = []
+                rows += [(ref, (split, *value), where) for ref, value, where in _read_csv(csv_dir / file)]
+        # one image in both files would be trained on and tested on: an error, as any conflict
+        for ref, (split, code, box), where in unique(rows, "split, expression and face box"):
+            if not _keep(code, num_classes, dropped):
+                continue
+            if box is None:
+                raise DataError(
+                    f"{where}: face box is not four numbers (face_x, face_y, face_width, face_height)"
+                )
+            ref = str(image_root / ref)
+            if box[2] > 0 and box[3] > 0:
+                boxes[ref] = box
+            splits[split].append((ref, code))
     elif _is_npy_layout(root):
         splits = {
             split: _read_npy(root, folder, num_classes, dropped)
@@ -107,31 +121,30 @@ def _keep(code: int, num_classes: int, dropped: dict[str, int]) -> bool:
     return False
 
 
-def _read_csv(path: Path, image_root: Path, k: int, boxes: dict, dropped: dict) -> list[tuple[str, int]]:
-    items = []
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+def _read_csv(path: Path) -> list[tuple[str, tuple, str]]:
+    """(image path, (expression code, face box or None), "file:line") for every row."""
+    rows = []
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         header = next(reader, [])
         col = {name.strip(): i for i, name in enumerate(header)}
         missing = [c for c in COLUMNS if c not in col]
         if missing:
             raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)}; got {header[:9]}")
+        last = max(col[c] for c in COLUMNS)
         for lineno, row in enumerate(reader, start=2):
             if not row:
                 continue
             where = f"{path}:{lineno}"
+            if len(row) <= last:
+                raise DataError(f"{where}: expected {len(header)} columns as in the header, got {len(row)}")
             code = parse_label(row[col["expression"]], 0, 10, where)
-            if not _keep(code, k, dropped):
-                continue
-            ref = str(image_root / row[col["subDirectory_filePath"]].strip())
             try:
-                box = tuple(float(row[col[c]]) for c in COLUMNS[1:5])
-            except (ValueError, IndexError):
-                raise DataError(f"{where}: face box is not four numbers: {row[1:5]}") from None
-            if box[2] > 0 and box[3] > 0:
-                boxes[ref] = box
-            items.append((ref, code))
-    return items
+                box: tuple[float, ...] | None = tuple(float(row[col[c]]) for c in COLUMNS[1:5])
+            except ValueError:
+                box = None  # an error only if the row is kept (see _read)
+            rows.append((row[col["subDirectory_filePath"]].strip(), (code, box), where))
+    return rows
 
 
 def _read_npy(root: Path, folder: str, k: int, dropped: dict) -> list[tuple[str, int]]:

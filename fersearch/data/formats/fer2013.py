@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Manifest
-from ._common import parse_label
+from ._common import open_text, parse_label
 
 CLASS_NAMES = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 CSV_NAMES = ("fer2013.csv", "fer2013/fer2013.csv")
@@ -35,18 +35,22 @@ def detect(root: Path) -> bool:
 
 def read_rows(path: Path) -> list[dict[str, str]]:
     """The CSV's rows without the pixel strings (kept small; the cache decodes pixels later)."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         for needed in ("emotion", "pixels", "Usage"):
             if needed not in header:
                 raise DataError(f"{path}:1: header lacks column {needed!r}; got {header}")
         ie, iu = header.index("emotion"), header.index("Usage")
-        return [
-            {"emotion": row[ie], "Usage": row[iu], "line": str(n)}
-            for n, row in enumerate(reader, start=2)
-            if row
-        ]
+        rows = []
+        for n, row in enumerate(reader, start=2):
+            if row and len(row) <= max(ie, iu):
+                raise DataError(
+                    f"{path}:{n}: expected {len(header)} columns as in the header, got {len(row)}"
+                )
+            if row:
+                rows.append({"emotion": row[ie], "Usage": row[iu], "line": str(n)})
+        return rows
 
 
 def read(root: Path) -> Manifest:

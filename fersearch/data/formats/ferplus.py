@@ -14,6 +14,7 @@ from pathlib import Path
 from ...errors import DataError
 from ..manifest import Manifest
 from . import fer2013
+from ._common import open_text
 
 CLASS_NAMES = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger", "Disgust", "Fear", "Contempt")
 VOTE_COLUMNS = (
@@ -59,7 +60,7 @@ def read(root: Path) -> Manifest:
     ref_base = str(pixels_path.relative_to(root))
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
     no_name = no_majority = 0
-    with open(votes_path, newline="", encoding="utf-8-sig") as fh:
+    with open_text(votes_path) as fh:
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in ("Usage", "Image name", *VOTE_COLUMNS) if c not in header]
@@ -75,6 +76,8 @@ def read(root: Path) -> Manifest:
         )
     for i, (lineno, row) in enumerate(rows):
         where = f"{votes_path}:{lineno}"
+        if len(row) <= max(iu, iname, *ivotes):
+            raise DataError(f"{where}: expected {len(header)} columns as in the header, got {len(row)}")
         if not row[iname].strip():
             no_name += 1
             continue

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Box, Clip, Manifest
-from ._common import IMAGE_SUFFIXES, parse_label, read_lines
+from ._common import IMAGE_SUFFIXES, parse_label, read_lines, read_text, unique
 
 CLASS_NAMES = ("Neutrality", "Enjoyment", "Confusion", "Fatigue", "Distraction")
 ANNOTATION = Path("annotation")
@@ -49,9 +49,9 @@ def _load_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {str(path)!r}: {exc}") from None
+        data = json.loads(read_text(path))
+    except ValueError as exc:
+        raise DataError(f"{str(path)!r} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DataError(f"{str(path)!r} must hold a JSON object keyed by clip folder")
     return data
@@ -63,33 +63,36 @@ def read(root: Path) -> Manifest:
         tuple(line for _, line in read_lines(classes_file)) if classes_file.is_file() else CLASS_NAMES
     )
     faces, bodies = _load_json(root / FACE_JSON), _load_json(root / BODY_JSON)
+    entries = []
     splits: dict[str, list[tuple[str, int]]] = {}
-    clips: dict[str, Clip] = {}
     for split, file in SPLIT_FILES.items():
         path = root / ANNOTATION / file
         if not path.is_file():
             continue
-        items = splits.setdefault(split, [])
+        splits[split] = []
         for lineno, line in read_lines(path):
             where = f"{path}:{lineno}"
             parts = line.split()
             if len(parts) != 3:
                 raise DataError(f"{where}: expected '<clip folder> <num_frames> <label>', got {line!r}")
             ref, _, label_text = parts
-            label = parse_label(label_text, 1, len(class_names), where)
-            folder = root / ref
-            frames = (
-                sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                if folder.is_dir()
-                else []
-            )
-            face_map = faces.get(ref, {}) if isinstance(faces.get(ref), dict) else {}
-            clips[ref] = Clip(
-                frames=tuple(f"{ref}/{f}" for f in frames),
-                face_boxes=tuple(_ltrb(face_map.get(f), f"{root / FACE_JSON}[{ref}][{f}]") for f in frames),
-                body_box=_ltrb(bodies.get(ref), f"{root / BODY_JSON}[{ref}]"),
-            )
-            items.append((ref, label - 1))
+            entries.append((ref, (split, parse_label(label_text, 1, len(class_names), where)), where))
+    clips: dict[str, Clip] = {}
+    # a clip in two annotation files would be trained on and tested on: an error, as any conflict
+    for ref, (split, label), _ in unique(entries, "split and label"):
+        folder = root / ref
+        frames = (
+            sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if folder.is_dir()
+            else []
+        )
+        face_map = faces.get(ref, {}) if isinstance(faces.get(ref), dict) else {}
+        clips[ref] = Clip(
+            frames=tuple(f"{ref}/{f}" for f in frames),
+            face_boxes=tuple(_ltrb(face_map.get(f), f"{root / FACE_JSON}[{ref}][{f}]") for f in frames),
+            body_box=_ltrb(bodies.get(ref), f"{root / BODY_JSON}[{ref}]"),
+        )
+        splits[split].append((ref, label - 1))
     if not splits.get("train"):
         raise DataError(f"{root / ANNOTATION / 'train.txt'} lists no clips")
     return Manifest(root=root, format="raer", class_names=class_names, splits=splits, clips=clips)

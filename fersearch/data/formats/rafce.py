@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Manifest
-from ._common import parse_label, read_lines
+from ._common import parse_label, read_lines, unique
 
 CLASS_NAMES = (
     "Happily Surprised",
@@ -47,26 +47,29 @@ def detect(root: Path) -> bool:
     return (root / EMO_FILE).is_file() and (root / PART_FILE).is_file()
 
 
-def _two_columns(path: Path) -> list[tuple[str, str, str]]:
+def _two_columns(path: Path, parse, what: str) -> dict[str, object]:
+    """image -> parse(value, where) for every line; an image listed twice must say the same."""
     out = []
     for lineno, line in read_lines(path):
         parts = line.split(None, 1)
+        where = f"{path}:{lineno}"
         if len(parts) != 2:
-            raise DataError(f"{path}:{lineno}: expected '<image> <value>', got {line!r}")
-        out.append((parts[0], parts[1].strip(), f"{path}:{lineno}"))
-    return out
+            raise DataError(f"{where}: expected '<image> <value>', got {line!r}")
+        out.append((parts[0], parse(parts[1].strip(), where), where))
+    return {name: value for name, value, _ in unique(out, what)}
 
 
-def _parse_aus(text: str, where: str) -> set[int]:
+def _parse_aus(text: str, where: str) -> tuple[int, ...]:
+    """The AU numbers, sorted (a tuple: compared and shown as such when an image is listed twice)."""
     if text.lower() in {"null", "none", "-", "0"}:
-        return set()
+        return ()
     aus = set()
     for token in re.split(r"[+,\s]+", text.strip()):
         m = _AU_TOKEN.match(token)
         if not m:
             raise DataError(f"{where}: cannot read action unit {token!r} (expected e.g. 1+2+25, L12)")
         aus.add(int(m.group(1)))
-    return aus
+    return tuple(sorted(aus))
 
 
 def _image_ref(root: Path, name: str) -> tuple[Path, bool]:
@@ -83,16 +86,11 @@ def _image_ref(root: Path, name: str) -> tuple[Path, bool]:
 
 def read(root: Path) -> Manifest:
     emo_file, part_file = root / EMO_FILE, root / PART_FILE
-    labels = {}
-    for name, value, where in _two_columns(emo_file):
-        labels[name] = parse_label(value, 0, len(CLASS_NAMES) - 1, where)
-    parts = {}
-    for name, value, where in _two_columns(part_file):
-        parts[name] = parse_label(value, 0, 2, where)
-    aus: dict[str, set[int]] = {}
+    labels = _two_columns(emo_file, lambda v, where: parse_label(v, 0, len(CLASS_NAMES) - 1, where), "label")
+    parts = _two_columns(part_file, lambda v, where: parse_label(v, 0, 2, where), "partition")
+    aus: dict[str, tuple[int, ...]] = {}
     if (root / AU_FILE).is_file():
-        for name, value, where in _two_columns(root / AU_FILE):
-            aus[name] = _parse_aus(value, where)
+        aus = _two_columns(root / AU_FILE, _parse_aus, "action-unit label")
     missing_part = [n for n in labels if n not in parts]
     if missing_part:
         raise DataError(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Box, Manifest
-from ._common import parse_label, read_lines
+from ._common import parse_label, read_lines, read_text, unique
 
 CLASS_NAMES = ("Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral")
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
@@ -34,7 +34,8 @@ def looks_compound(root: Path) -> bool:
     8..11. A basic file with a stray typo (one label 9) stays basic, so its reader reports the
     bad line instead of the whole file silently becoming an 11-class dataset."""
     try:
-        tokens = (root / LABEL_FILE).read_text(encoding="utf-8-sig").split()
+        # errors="replace": detection must not fail; the reader names a byte that is not UTF-8
+        tokens = (root / LABEL_FILE).read_text(encoding="utf-8-sig", errors="replace").split()
     except OSError:
         return False
     return len({t for t in tokens[1::2] if t in {"8", "9", "10", "11"}}) >= 3
@@ -46,10 +47,9 @@ def detect(root: Path) -> bool:
 
 def read_box(path: Path) -> Box | None:
     """A RAF-DB bounding-box file (``x1 y1 x2 y2``) as (x, y, w, h); None if absent or empty."""
-    try:
-        text = path.read_text().split()
-    except OSError:
+    if not path.is_file():
         return None
+    text = read_text(path).split()
     if not text:
         return None
     try:
@@ -77,6 +77,7 @@ def read_partition(
     boxes: dict[str, Box] = {}
     k = len(class_names)
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "test": []}
+    entries, names = [], {}
     for lineno, line in read_lines(label_file):
         parts = line.split()
         where = f"{label_file}:{lineno}"
@@ -87,13 +88,16 @@ def read_partition(
         if split not in splits:
             raise DataError(f"{where}: image name {name!r} starts with neither 'train_' nor 'test_'")
         stem = name.rsplit(".", 1)[0]
+        # keyed by the file read: train_1.jpg and train_1.png name one aligned image
+        ref = f"{image_dir}{name}" if original else f"{image_dir}{stem}_aligned.jpg"
+        names.setdefault(ref, (split, stem))
+        entries.append((ref, label, where))
+    for ref, label, _ in unique(entries):
+        split, stem = names[ref]
         if original:
-            ref = f"{image_dir}{name}"
             box = read_box(root / BOX_DIR / f"{stem}_boundingbox.txt")
             if box is not None:
                 boxes[ref] = box
-        else:
-            ref = f"{image_dir}{stem}_aligned.jpg"
         splits[split].append((ref, label - 1))
     if not splits["train"]:
         raise DataError(f"{label_file} lists no training images")

@@ -88,6 +88,38 @@ def summarize_arms(results: dict, arms: list[str], reference: str, mark: int | N
     return out
 
 
+def paired_test_difference(results: dict, arm: str, other: str, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Test UAR of ``arm``'s ``finalize --top 3`` minus ``other``'s, mean over the repetitions
+    that have both, with a paired percentile bootstrap over test images (every repetition reads
+    the same test split, so one resample of images serves all of them)."""
+    import numpy as np
+
+    from fersearch.finalize.calibrate import _uar_batch
+
+    pairs = []
+    for rep in reps_of(results):
+        a, b = results["runs"].get(f"{rep}/{arm}"), results["runs"].get(f"{rep}/{other}")
+        if a and b and a.get("finalize", {}).get("predictions") and b.get("finalize", {}).get("predictions"):
+            pa, pb = np.load(a["finalize"]["predictions"]), np.load(b["finalize"]["predictions"])
+            if not np.array_equal(pa["test_labels"], pb["test_labels"]):
+                raise ValueError(f"{rep}: the two arms' test labels differ")
+            pairs.append((pa["test_labels"], pa["test_probs"].argmax(1), pb["test_probs"].argmax(1)))
+    if not pairs:
+        return {"reps": 0}
+    labels = pairs[0][0]
+    k = int(max(labels.max(), *(p[1].max() for p in pairs), *(p[2].max() for p in pairs))) + 1
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), size=(n_boot, len(labels)))
+    diffs = np.zeros(n_boot)
+    point = 0.0
+    for y, pa, pb in pairs:
+        diffs += _uar_batch(y[idx], pa[idx], k) - _uar_batch(y[idx], pb[idx], k)
+        point += _uar_batch(y[None], pa[None], k)[0] - _uar_batch(y[None], pb[None], k)[0]
+    diffs /= len(pairs)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"reps": len(pairs), "difference": point / len(pairs), "low": float(low), "high": float(high)}
+
+
 def plot_curves(results: dict, arms: list[str], path: Path) -> Path:
     import matplotlib
 
@@ -163,6 +195,7 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
     if default and summary["has_reference"]:
         mark = summary["mark"]
         met = default["reach_median"] <= mark
+        within = sum(r is not None and r <= mark for r in default["reach"])
         lines += [
             "",
             f"goal (default reaches `{ref}`'s final best within {mark} epochs, a third of the "
@@ -173,6 +206,18 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
                 if met or math.isfinite(default["reach_median"])
                 else "not reached in the median)"
             ),
+            f"repetitions in which default reached it within {mark} epochs: "
+            f"{within} of {len(default['reach'])}",
+        ]
+    paired = summary.get("paired_test")
+    if paired and paired.get("reps"):
+        excludes = paired["low"] > 0 or paired["high"] < 0
+        lines += [
+            "",
+            f"test UAR of finalize --top 3, default minus {ref}, mean over {paired['reps']} paired "
+            f"repetition(s): {paired['difference']:+.4f}, 95% paired bootstrap over test images "
+            f"[{paired['low']:+.4f}, {paired['high']:+.4f}]"
+            + (" (excludes 0)" if excludes else " (includes 0: no difference shown)"),
         ]
     lines += ["", f"curves: {png}"]
     if ref in summary["arms"]:

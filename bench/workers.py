@@ -5,13 +5,15 @@ r"""Several CPU workers on one host: a fixed budget of trials with 1, 2 and 4 wo
 Each arm creates a fresh study on an embedded journal (the same space, data and seeded sampler),
 starts N ``fersearch worker`` processes at once and times until the last one exits, with the
 budget shared by all of them. Default: 2,000 ``easy`` synthetic faces at 32 px (the decode cache
-is built before any timing), ``test_resnet``, 8 epochs per trial, no pruning, 8 trials.
+is built before any timing), ``test_resnet``, 10 epochs per trial, no pruning, 12 trials.
 
 Arms: ``1``, ``2``, ``4`` workers taking their share of the cores (fersearch's default: the
 cores divided by the workers on the host, counted again as they come and go), and ``2x2t``: two
 workers with ``--threads 2`` each, torch's own default on this machine, i.e. what fersearch did
-before workers shared the host. ``--rounds`` alternates the arms so each sees the same machine;
-medians are reported, and each arm's speed-up is against the 1-worker arm of the same rounds.
+before workers shared the host; ``1x1t`` (not run by default): one worker on one thread, the
+speed each of two sharing workers can reach at best. ``--rounds`` alternates the arms so each
+sees the same machine; medians are reported, and each arm's speed-up is against the 1-worker arm
+of the same rounds.
 """
 
 from __future__ import annotations
@@ -33,12 +35,18 @@ import quiet  # noqa: E402
 
 SPACE = {
     "description": "bench/workers.py: fixed-size trials",
-    "fixed": {"image_size": 32, "epochs": 8, "warmup_epochs": 1, "backbone": "test_resnet", "batch_size": 64},
+    "fixed": {
+        "image_size": 32,
+        "epochs": 10,
+        "warmup_epochs": 1,
+        "backbone": "test_resnet",
+        "batch_size": 64,
+    },
     "params": {"lr": {"type": "float", "low": 1.0e-3, "high": 5.0e-3, "log": True}},
     "sampler": {"name": "random", "seed": 0},
     "pruner": {"name": "none"},
 }
-ARMS = {"1": (1, None), "2": (2, None), "4": (4, None), "2x2t": (2, 2)}
+ARMS = {"1": (1, None), "2": (2, None), "4": (4, None), "2x2t": (2, 2), "1x1t": (1, 1)}
 
 
 def run_arm(name: str, data: Path, space: Path, trials: int, work: Path) -> dict:
@@ -77,9 +85,9 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "fersearch-workers-bench")
     parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", default=["1", "2", "4", "2x2t"], choices=list(ARMS))
     quiet.add_argument(parser)
     args = parser.parse_args()
     quiet.start(args.allow_load)

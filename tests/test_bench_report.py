@@ -62,3 +62,36 @@ def test_summary_best_by_mark_and_goal_against_the_reference():
     alone = report.summarize_arms({**results, "runs": {"rep0/default": default}}, ["default"], "random")
     assert not alone["has_reference"] and alone["mark"] == 10
     assert "goal" not in report.write_markdown(alone, results, Path("curves.png"))
+
+
+def _saved_predictions(path, labels, preds, k=3):
+    import numpy as np
+
+    probs = np.eye(k)[preds]
+    np.savez(path, test_labels=labels, test_probs=probs)
+    return str(path)
+
+
+def test_paired_test_difference_is_the_mean_over_reps_with_an_interval(tmp_path):
+    import numpy as np
+
+    y = np.repeat(np.arange(3), 50)
+    right = y.copy()
+    half = y.copy()
+    half[::2] = (y[::2] + 1) % 3  # wrong on every other image: UAR 0.5
+    runs = {}
+    for rep in ("rep0", "rep1"):
+        runs[f"{rep}/default"] = {
+            "finalize": {"predictions": _saved_predictions(tmp_path / f"{rep}d.npz", y, right)}
+        }
+        runs[f"{rep}/random"] = {
+            "finalize": {"predictions": _saved_predictions(tmp_path / f"{rep}r.npz", y, half)}
+        }
+    paired = report.paired_test_difference({"runs": runs}, "default", "random", n_boot=500)
+    assert paired["reps"] == 2
+    assert paired["difference"] == pytest.approx(0.5, abs=0.02)
+    assert 0 < paired["low"] <= paired["difference"] <= paired["high"]
+    # the same predictions in both arms: no difference, and an interval around 0
+    same = {k: runs[k.replace("random", "default")] for k in runs}
+    tie = report.paired_test_difference({"runs": same}, "default", "random", n_boot=200)
+    assert tie["difference"] == 0 and tie["low"] == 0 == tie["high"]

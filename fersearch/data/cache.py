@@ -15,14 +15,22 @@ the same sample list is removed. The arrays are built under a file lock (two wor
 once: the second waits, then opens the first's result), in temporary files renamed into place
 (a crash never leaves a half-written cache that looks complete), and mapped read-only: every
 trial and every worker on the host shares the same pages through the OS page cache.
+
+A build first checks that the disk holds the arrays (a DataError says how many bytes are needed
+and free, and to set $FERSEARCH_CACHE_DIR), then reserves their blocks before mapping them, so a
+disk that fills meanwhile fails as an error rather than SIGBUS; however it fails, its temporary
+files are removed.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -38,10 +46,11 @@ from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit and float images scaled to 8 bits (1 clipped them to 255 / 0)
 CROPS = ("face", "full")  # face: crop to the reader's face box when there is one; full: never crop
 ENV_DIR = "FERSEARCH_CACHE_DIR"
 _THREADS = 4  # PIL and OpenCV release the GIL while decoding and resizing
+_HEADROOM = 16 << 20  # free space left beyond the arrays: the metadata file, and not a full disk
 
 
 @dataclass
@@ -69,7 +78,7 @@ def cache_dir(root: Path) -> Path:
 
 def _root_key(root: Path) -> str:
     resolved = str(root.resolve())
-    return f"{root.resolve().name}-{hashlib.sha256(resolved.encode()).hexdigest()[:10]}"
+    return f"{root.resolve().name}-{hashlib.sha256(os.fsencode(resolved)).hexdigest()[:10]}"
 
 
 def _crop_tag(crop: str) -> str:
@@ -98,7 +107,7 @@ def fingerprint(manifest: Manifest, split: str, size: int, crop: str = "face", f
             parts.append(repr((clip.face_boxes, clip.body_box) if clip else None))
         for src in sources:
             parts.append(_stat_key(root + src))
-    h.update("".join(parts).encode())
+    h.update(os.fsencode("".join(parts)))  # fsencode: a file name need not be UTF-8 (surrogates)
     return h.hexdigest()[:20]
 
 
@@ -136,12 +145,14 @@ def load_split(
     """The split's arrays from the cache, building it first when it is missing or stale."""
     if crop not in CROPS:
         raise DataError(f"unknown crop policy {crop!r}; valid: {', '.join(CROPS)}")
+    if size < 1:
+        raise DataError(f"image size must be at least 1 pixel, got {size}")
     items = manifest.splits.get(split, [])
     if not items:
         raise DataError(f"split {split!r} of {str(manifest.root)!r} is empty")
     fp = fingerprint(manifest, split, size, crop, frames)
     directory = directory or cache_dir(manifest.root)
-    listed = hashlib.sha256("".join(f"{ref}\0{label}\0" for ref, label in items).encode()).hexdigest()[:8]
+    listed = hashlib.sha256(os.fsencode("".join(f"{ref}\0{label}\0" for ref, label in items))).hexdigest()[:8]
     prefix = f"{split}-{size}px-{crop}-{listed}-"
     stem = directory / f"{prefix}{fp}"
     meta = stem.with_suffix(".json")
@@ -168,8 +179,9 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
     shape = (n, frames, size, size, 3) if clip_mode and frames > 1 else (n, size, size, 3)
     tmp = Path(f"{stem}.u8.tmp{os.getpid()}")
     tmp_ctx = Path(f"{stem}.ctx.u8.tmp{os.getpid()}")
-    images = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
-    context = np.memmap(tmp_ctx, dtype=np.uint8, mode="w+", shape=shape) if clip_mode else None
+    meta_tmp = Path(f"{stem}.json.tmp{os.getpid()}")
+    row_bytes = math.prod(shape[1:])
+    _check_free_space(stem.parent, row_bytes * n * (2 if clip_mode else 1), split, n, size)
     boxes = (manifest.boxes or {}) if crop == "face" else {}
     root = manifest.root
 
@@ -187,7 +199,12 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
             return str(exc)
 
     kept_refs, kept_labels, skipped = [], [], []
+    images = context = None
     try:
+        # Blocks reserved before mapping: on a disk that fills meanwhile, writing through a sparse
+        # map would kill the process with SIGBUS; a reservation fails here, as an OSError.
+        images = _allocate(tmp, shape)
+        context = _allocate(tmp_ctx, shape) if clip_mode else None
         with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             # Decoded rows are written in order, skipping failures, so the kept rows end up
             # contiguous at the front and the file is simply truncated afterwards.
@@ -215,7 +232,6 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
         if context is not None:
             context.flush()
         images = context = None  # unmap before shrinking the files to the kept rows
-        row_bytes = int(np.prod(shape[1:]))
         for path in (tmp, tmp_ctx) if clip_mode else (tmp,):
             os.truncate(path, row_bytes * len(kept_refs))
         meta = {
@@ -232,17 +248,24 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
             "skipped": skipped,
             "build_seconds": round(time.perf_counter() - t0, 2),
         }
-        meta_tmp = Path(f"{stem}.json.tmp{os.getpid()}")
         meta_tmp.write_text(json.dumps(meta))
         # Data first, metadata last: the .json's presence means the arrays are complete.
         os.replace(tmp, f"{stem}.u8")
         if clip_mode:
             os.replace(tmp_ctx, f"{stem}.ctx.u8")
         os.replace(meta_tmp, f"{stem}.json")
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        raise DataError(
+            f"cannot write the {split} cache in {str(stem.parent)!r} ({exc.strerror or exc}); "
+            + ("free space there or " if full else "")
+            + f"set {ENV_DIR} to a writable directory"
+            + (" on a disk with room" if full else "")
+        ) from None
     finally:
         images = context = None
         release_pixel_tables()  # a FER2013 CSV's pixel strings are only needed while building
-        for path in (tmp, tmp_ctx):
+        for path in (tmp, tmp_ctx, meta_tmp):
             path.unlink(missing_ok=True)
     if skipped:
         log.warning(
@@ -253,6 +276,44 @@ def _build(manifest, split, size, crop, frames, stem: Path, progress) -> None:
             ", ".join(ref for ref, _ in skipped[:5]),
             " ..." if len(skipped) > 5 else "",
         )
+
+
+def _check_free_space(directory: Path, needed: int, split: str, n: int, size: int) -> None:
+    """Refuse a build the disk cannot hold, before writing anything (a memory map on a full disk
+    ends in SIGBUS: no message, and a temporary file left behind)."""
+    free = shutil.disk_usage(directory).free
+    if needed + _HEADROOM > free:
+        raise DataError(
+            f"the {split} cache ({n} samples at {size}px) needs {_human(needed)} ({needed} bytes) in "
+            f"{str(directory)!r}, which has {_human(free)} ({free} bytes) free (a build leaves "
+            f"{_human(_HEADROOM)} to spare); free space there, set "
+            f"{ENV_DIR} to a directory on a disk with room, or use a smaller image size"
+        )
+
+
+def _allocate(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A new file of the array's size with its blocks reserved, mapped for writing."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        nbytes = math.prod(shape)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)  # glibc writes zeros where the filesystem cannot
+        except (AttributeError, OSError) as exc:  # AttributeError: no posix_fallocate (macOS)
+            if isinstance(exc, OSError) and exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            os.ftruncate(fd, nbytes)  # no reservation possible: the free-space check must do
+    finally:
+        os.close(fd)
+    return np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+
+
+def _human(nbytes: float) -> str:
+    unit = "bytes"
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if nbytes < 1000 or unit == "TB":
+            break
+        nbytes /= 1000
+    return f"{nbytes:.0f} bytes" if unit == "bytes" else f"{nbytes:.1f} {unit}"
 
 
 def _remove_stale(directory: Path, prefix: str, keep: str) -> None:

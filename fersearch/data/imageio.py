@@ -1,14 +1,23 @@
 """Open one sample as RGB pixels: image files, FER2013-style pixel rows, face and context crops.
 
 Every failure to read a sample (missing file, truncated JPEG, not an image, a pixel row of the
-wrong length) raises ``Unreadable`` with a short reason, which the cache counts and lists.
+wrong length, an image over ``MAX_PIXELS``) raises ``Unreadable`` with a short reason, which the
+cache counts and lists; one bad file never costs the others.
+
+Every image mode PIL opens comes out as 8-bit RGB. PIL's own ``convert("RGB")`` clips 16-bit,
+32-bit integer and float pixels instead of scaling them (a 16-bit PNG turned all white, a float
+TIFF all black), so those modes are scaled here (see ``to_8bit``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import re
+import stat
 import sys
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,6 +28,19 @@ from PIL import Image, UnidentifiedImageError
 from .manifest import Box, Clip
 
 FACE_MARGIN = 0.1  # a face box is widened by this fraction of its side before cropping
+# Images with more pixels are refused before their pixels are decoded: a 74-byte PNG can declare
+# 40000x40000 (4.8 GB as RGB). 50 megapixels is 150 MB as RGB, beyond any camera photo of a face
+# worth training on; a larger JPEG is first decoded at 1/2, 1/4 or 1/8 scale (``draft``) when
+# that brings it under the limit.
+MAX_PIXELS = 50_000_000
+_JPEG_SCALES = (1, 2, 4, 8)  # what libjpeg can decode directly from the DCT
+_WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # scaled by to_8bit
+# Unsigned 16-bit value -> 8 bits, rounded (v * 255 / 65535): 64 KB, no per-image float copy.
+_LUT16 = np.round(np.arange(65536) * (255 / 65535)).astype(np.uint8)
+
+# PIL warns from 89 megapixels and raises from 179; fersearch refuses from MAX_PIXELS itself (with
+# a reason per file), so PIL's warning would only repeat it, once per file, on stderr.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class Unreadable(Exception):
@@ -35,18 +57,137 @@ def open_rgb(root: Path, ref: str, min_side: int | None = None) -> np.ndarray:
     (PIL's draft mode decodes at 1/2, 1/4 or 1/8 scale directly from the DCT)."""
     if "#" in ref:
         return _pixel_row(root / source_file(ref), int(ref.split("#", 1)[1]))
-    path = root / ref
+    return np.asarray(open_image(root / ref, min_side=min_side), dtype=np.uint8)
+
+
+def open_image(path: Path, min_side: int | None = None, max_side: int | None = None) -> Image.Image:
+    """One image file as a loaded RGB PIL image, or ``Unreadable`` with the reason.
+
+    Refused without decoding when it has more than ``MAX_PIXELS`` pixels (after JPEG drafting).
+    ``min_side``: a JPEG may be decoded smaller, down to this shorter side. ``max_side``: the image
+    is then shrunk by an integer box filter (``Image.reduce``) until its longer side is at most
+    this, so a caller holding many images (a prediction batch) holds small ones.
+    """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise Unreadable("not a regular file")
         with Image.open(path) as im:
-            if min_side is not None and im.format == "JPEG":
-                im.draft("RGB", (min_side, min_side))
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            _draft(im, min_side)
+            _check_pixels(*im.size)
+            rgb = _to_rgb(im)
     except FileNotFoundError:
         raise Unreadable("missing") from None
+    except Image.DecompressionBombError as exc:  # PIL's own hard limit, checked when opening
+        raise Unreadable(_bomb_reason(exc)) from None
     except UnidentifiedImageError:
         raise Unreadable("not an image") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:  # truncated or corrupt
         raise Unreadable(f"unreadable ({str(exc)[:60]})") from None
+    if max_side is not None and max(rgb.size) > max_side:
+        rgb = rgb.reduce(math.ceil(max(rgb.size) / max_side))
+    return rgb
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header alone, or ``Unreadable``."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise Unreadable("not a regular file")
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise Unreadable("missing") from None
+    except Image.DecompressionBombError as exc:
+        raise Unreadable(_bomb_reason(exc)) from None
+    except UnidentifiedImageError:
+        raise Unreadable("not an image") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise Unreadable(f"unreadable ({str(exc)[:60]})") from None
+
+
+def _bomb_reason(exc: Exception) -> str:
+    pixels = re.search(r"\((\d+) pixels\)", str(exc))  # "Image size (1600000000 pixels) exceeds ..."
+    return _too_large(int(pixels.group(1)) if pixels else None)
+
+
+def _too_large(pixels: int | None, width: int | None = None, height: int | None = None) -> str:
+    size = f"{width}x{height} = " if width is not None else ""
+    got = f"{size}{pixels / 1e6:.0f} megapixels" if pixels is not None else "over 179 megapixels"
+    return f"too large ({got}; the limit is {MAX_PIXELS / 1e6:g} megapixels: downscale it)"
+
+
+def _check_pixels(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise Unreadable(_too_large(width * height, width, height))
+
+
+def _draft(im: Image.Image, min_side: int | None) -> None:
+    """Decode a JPEG at the smallest DCT scale that keeps ``min_side`` and fits ``MAX_PIXELS``."""
+    if im.format != "JPEG":
+        return
+    w, h = im.size
+    fits = next((s for s in _JPEG_SCALES if math.ceil(w / s) * math.ceil(h / s) <= MAX_PIXELS), None)
+    if fits is None:
+        return  # too large even at 1/8: _check_pixels refuses it
+    hint = max((s for s in _JPEG_SCALES if min_side and min(w, h) // s >= min_side), default=1)
+    scale = max(fits, hint)
+    if scale > 1:
+        im.draft("RGB", (max(1, w // scale), max(1, h // scale)))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in _WIDE_MODES:
+        grey = to_8bit(np.asarray(im))
+        return Image.fromarray(np.repeat(grey[:, :, None], 3, axis=2), "RGB")
+    if im.mode == "RGB":
+        im.load()
+        return im.copy()  # the file closes with the ``with``; a copy outlives it
+    return im.convert("RGB")
+
+
+def to_8bit(a: np.ndarray) -> np.ndarray:
+    """Greyscale pixels of any integer or float type as uint8, scaled, never clipped.
+
+    - unsigned 16-bit (PIL's I;16 modes: 16-bit PNG and TIFF): by the type's range, 0..65535 ->
+      0..255, so a 16-bit photo looks as its 8-bit version would;
+    - 32-bit integer (PIL's mode I, also how it opens 16-bit PGM): by the 16-bit range when every
+      value lies in 0..65535, else by the image's own min..max;
+    - float (PIL's mode F: float TIFF): 0..1 -> 0..255 when every finite value lies in [0, 1]
+      (the float-image convention), else by the image's own min..max; NaN and infinities become 0.
+    An image of one value outside those ranges has no contrast to keep and becomes 0.
+    """
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2:
+        return _LUT16[a]
+    if a.dtype.kind in "ui":
+        lo, hi = int(a.min()), int(a.max())
+        if lo >= 0 and hi <= 65535:
+            return _LUT16[a]
+        return _stretch(a, lo, hi)
+    a = a.astype(np.float32, copy=False)
+    finite = np.isfinite(a)
+    if not finite.any():
+        return np.zeros(a.shape, np.uint8)
+    if not finite.all():
+        a = np.where(finite, a, np.nan)
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if lo >= 0 and hi <= 1:
+        lo, hi = 0.0, 1.0
+    return _stretch(a, lo, hi)
+
+
+def _stretch(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(a - lo) / (hi - lo) * 255 in row blocks (no full-size float64 copy); NaN -> 0."""
+    out = np.zeros(a.shape, np.uint8)
+    if hi <= lo:
+        return out
+    k = 255.0 / (hi - lo)
+    step = max(1, (1 << 22) // max(1, a.shape[-1]))
+    for r in range(0, a.shape[0], step):
+        block = (a[r : r + step].astype(np.float64) - lo) * k + 0.5
+        out[r : r + step] = np.nan_to_num(block, nan=0.0)
+    return out
 
 
 @lru_cache(maxsize=2)
@@ -68,14 +209,23 @@ def release_pixel_tables() -> None:
 def _pixel_row(path: Path, row: int) -> np.ndarray:
     try:
         table = _pixel_table(str(path), path.stat().st_mtime_ns)
-    except (OSError, ValueError):
+    except OSError:
         raise Unreadable("missing") from None
+    except ValueError as exc:  # not UTF-8, no pixels column: the reader names the line
+        raise Unreadable(f"unreadable ({str(exc)[:60]})") from None
     if not 0 <= row < len(table):
         raise Unreadable(f"row {row} not in {path.name}")
+    text = table[row]
+    if len(text) > 4 * MAX_PIXELS:  # at least two characters a value: refuse before splitting
+        raise Unreadable(
+            f"too large (a pixel row of {len(text)} characters; the limit is {MAX_PIXELS / 1e6:g} megapixels)"
+        )
     try:
-        values = np.array(table[row].split(), dtype=np.float32)
+        values = np.array(text.split(), dtype=np.float32)
     except ValueError:
         raise Unreadable("pixels are not numbers") from None
+    if len(values) > MAX_PIXELS:
+        raise Unreadable(_too_large(len(values)))
     side = math.isqrt(len(values))
     if side == 0 or side * side != len(values) or values.min() < 0 or values.max() > 255:
         raise Unreadable(f"{len(values)} pixel values do not form a square 8-bit image")

@@ -37,3 +37,16 @@ def start(allow_load: bool = False) -> bool:
 
 def end() -> None:
     print(f"load average at end: {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def guard(main) -> None:
+    """``if __name__ == "__main__": quiet.guard(main)``: the check around a script's ``main``;
+    ``--allow-load`` is taken out of the command line before the script parses it."""
+    allow = "--allow-load" in sys.argv
+    if allow:
+        sys.argv.remove("--allow-load")
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        return main()  # usage only: nothing is measured
+    start(allow)
+    main()
+    end()

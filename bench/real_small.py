@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -134,11 +134,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--top", type=int, default=3)
     args = parser.parse_args()
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
     figures = run(args.out, args.per_class, args.trials, args.top)
     print(json.dumps(figures, indent=2))
-    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quiet  # bench/quiet.py: refuse to measure on a busy machine
+
+    quiet.guard(main)

@@ -12,6 +12,7 @@ the same synthetic RAF-DB tree and prints validation UAR/WAR per epoch and at th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -80,4 +81,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import quiet  # bench/quiet.py: refuse to measure on a busy machine
+
+    quiet.guard(main)

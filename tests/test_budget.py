@@ -121,3 +121,46 @@ def test_a_trial_started_after_the_last_place_was_taken_is_surplus(pg_url):
     assert budget.left()
     study.optimize(objective, n_trials=1)
     assert checks[-1][0] is False
+
+
+def test_workers_agree_on_which_trial_took_the_last_place_whatever_their_start_times(pg_url):
+    """Each worker stamps its trial's start before the storage numbers it: a trial can start
+    earlier than a lower-numbered one. Trial 1 is within the budget by its worker's check (no
+    read: counted then plus the trials numbered since); trial 2 must then be surplus, though it
+    started first. (Ordered by start time, it ran too: one trial over the budget.)"""
+    import datetime
+
+    from fersearch.search.optuna_compat import trial_id
+
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="b", storage=storage, direction="maximize")
+    done = study.ask()
+    study.tell(done, 0.5)
+    a = optuna.load_study(study_name="b", storage=open_storage(pg_url))  # two workers
+    b = optuna.load_study(study_name="b", storage=open_storage(pg_url))
+    budget_a, budget_b = TrialBudget(a, 2), TrialBudget(b, 2)
+    assert budget_a.left() and budget_b.left()  # both see one free place
+    late = optuna.trial.create_trial(state=TrialState.RUNNING)  # A's trial, numbered first ...
+    late.datetime_start = datetime.datetime.now() + datetime.timedelta(seconds=5)  # ... stamped later
+    a.add_trial(late)
+    frozen_a = a.get_trials()[-1]
+    trial_b = b.ask()
+    assert (frozen_a.number, trial_b.number) == (1, 2)
+    assert trial_b.datetime_start < frozen_a.datetime_start
+    assert not budget_a.is_surplus(optuna.Trial(a, trial_id(frozen_a)))
+    assert budget_b.is_surplus(trial_b)
+
+
+def test_a_queued_trial_always_runs_even_past_the_budget(pg_url):
+    """``left`` lets a worker ask while a trial is queued (a seed recipe, a re-queued copy);
+    the trial it pops is never surplus, even when the budget is already counted full."""
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="b", storage=storage)
+    done = study.ask()
+    study.tell(done, 0.0)
+    study.enqueue_trial({"x": 0.25}, user_attrs={"fersearch:preset": "recipe"})
+    budget = TrialBudget(study, 1)
+    assert budget.left()
+    trial = study.ask()
+    assert study.get_trials()[-1].system_attrs["fixed_params"] == {"x": 0.25}  # popped from the queue
+    assert not budget.is_surplus(trial)

@@ -4,14 +4,21 @@ too many?
 Trials that use up the budget are listed by ``counted_trials``. Before asking, a worker reads
 the study once (``TrialBudget.left``): queued trials always run, otherwise it asks only while
 fewer trials than the budget count. Two workers can both see the last free place; so a trial
-checks, before any work, that fewer than the budget of counted trials started before it, and
+checks, before any work, whether the budget was already taken by the trials ahead of it, and
 otherwise ends unrun as FAIL with ``fersearch:surplus`` (counted nowhere).
 
+"Ahead of it" is one order every worker computes alike: a trial popped from the queue (a seed
+recipe, a re-queued copy) always runs, so every queued trial, popped or still waiting, is ahead
+of every new one; new trials are ordered by their number, which the storage hands out once.
+(Start times are no order: each worker stamps its own trial before the storage numbers it, so a
+trial can start earlier than a lower-numbered one, and two workers that ordered by start time in
+one check and by number in the other both ran, one trial over the budget.)
+
 That check needs no second read when the one before asking already settles it: the trials
-that can have started between that read and this trial's start are the queued ones it saw and
-the ones created since, which are numbered between the highest number it saw and this trial's.
-Only near the end of the budget, or for a trial popped from the queue, is the study read again.
-The same read serves the progress line and the best trial so far.
+ahead of this one are at most those counted then, those queued then, and the new ones created
+since, which are numbered between the highest number it saw and this trial's. Only near the end
+of the budget is the study read again. The same read serves the progress line, the best trial
+so far, and the running trials the worker waits for before it leaves.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .optuna_compat import frozen_at_ask
 from .study import RETRY_OF_ATTR, counted_among
 
 
@@ -36,6 +44,7 @@ class Snapshot:
     waiting: int  # queued trials (always run)
     max_number: int  # the highest trial number in the study, -1 for none
     best: FrozenTrial | None  # the best complete trial
+    running: tuple[FrozenTrial, ...] = ()  # trials some worker is running
 
 
 class TrialBudget:
@@ -54,6 +63,7 @@ class TrialBudget:
             waiting=sum(t.state == TrialState.WAITING for t in trials),
             max_number=max((t.number for t in trials), default=-1),
             best=pick(complete, key=lambda t: t.value) if complete else None,
+            running=tuple(t for t in trials if t.state == TrialState.RUNNING),
         )
         self._fresh = False
         return self.last
@@ -71,20 +81,24 @@ class TrialBudget:
         fresh, self._fresh = self._fresh, False
         if self.n_trials is None:
             return False
-        # the trial as ask() read it (no round trip); Optuna keeps it on the Trial
-        me = getattr(trial, "_cached_frozen_trial", None) or self.study._storage.get_trial(trial._trial_id)
-        if "failed_trial" in me.system_attrs or RETRY_OF_ATTR in me.user_attrs:
-            return False  # a retry of a dead or interrupted trial is within the budget already
+        me = frozen_at_ask(self.study, trial)
+        if from_queue(me):
+            return False  # seed recipes and retries always run (``left`` let the worker ask for them)
         snap = self.last
         if fresh and snap is not None and me.number > snap.max_number:
-            # Counted then, plus every trial that can have started since: still under budget.
+            # Ahead of it at most: counted then, queued then, and every trial numbered since.
             since = (me.number - snap.max_number - 1) + snap.waiting
             if snap.counted + since < self.n_trials:
                 return False
         trials = self.study.get_trials(deepcopy=False)
-        before = [
-            t
-            for t in counted_among(trials)
-            if t.number != me.number and (t.datetime_start, t.number) < (me.datetime_start, me.number)
-        ]
-        return len(before) >= self.n_trials
+        counted = counted_among(trials)
+        ahead = [t for t in counted if t.number != me.number and (from_queue(t) or t.number < me.number)]
+        waiting = sum(t.state == TrialState.WAITING for t in trials)  # queued: they will run
+        return len(ahead) + waiting >= self.n_trials
+
+
+def from_queue(t: FrozenTrial) -> bool:
+    """Popped from the queue: enqueued (seed recipes, interrupted trials' copies carry
+    ``fixed_params``) or added by the stale-trial retry (``failed_trial``)."""
+    attrs = t.system_attrs
+    return "fixed_params" in attrs or "failed_trial" in attrs or RETRY_OF_ATTR in t.user_attrs

@@ -7,6 +7,8 @@ checkpoint, so any run can be repeated from it alone. Unknown keys are rejected.
 
 from __future__ import annotations
 
+import re
+import reprlib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,15 +19,23 @@ from .errors import ConfigError
 ATTENTION_BLOCKS = ("cbam", "dual", "eca", "se")
 
 
+# Bounds on sizes and counts: beyond them a run cannot work (a 200,000 px image, 1e30 epochs),
+# so a search space or a study asking for them is refused at load instead of crashing every
+# worker. Seeds must suit numpy's and torch's generators. No number may be NaN or infinite.
+MAX_SEED = 2**32 - 1
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     root: str
     format: str = "auto"
     # RAF-DB and friends ship no validation split: this fraction of train is carved off,
     # stratified and seeded, and persisted beside the data so every process uses the same one.
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     # k-fold: with folds set, validation is fold ``fold`` of a stratified k-fold over train (+ the
     # dataset's own val); test is untouched. One study searches one fold.
     folds: int | None = Field(None, ge=2, le=20)
@@ -44,22 +54,24 @@ class DataConfig(BaseModel):
 
 
 class TrialConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     data: DataConfig
     # model (the original keys; the rest of the model's keys are in the block at the end)
     backbone: str = "resnet18"
     pretrained: bool | str = False
     head: Literal["linear", "mlp", "bilstm", "prompt"] = "linear"  # prompt: open_clip backbones only
-    head_hidden: int = Field(256, ge=8)  # mlp width
+    head_hidden: int = Field(256, ge=8, le=16384)  # mlp width
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the pooled features, before the classifier
-    image_size: int | None = Field(None, ge=16, description="None: the backbone's own input size")
+    image_size: int | None = Field(
+        None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE, description="None: the backbone's own input size"
+    )
     # optimisation
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(64, ge=1, le=8192)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.05, ge=0.0)
-    warmup_epochs: int = Field(1, ge=0)
+    warmup_epochs: int = Field(1, ge=0, le=10000)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     mixup_alpha: float = Field(0.0, ge=0.0)
     grad_clip: float | None = Field(None, gt=0.0)
@@ -72,17 +84,17 @@ class TrialConfig(BaseModel):
     augment_strength: float = Field(1.0, ge=0.0, le=3.0, description="1.0 = the documented recipe")
     # Progressive augmentation: strength steps from augment_strength_start (first phase) to
     # augment_strength (last phase) over augment_phases equal phases of training.
-    augment_phases: int = Field(1, ge=1)
+    augment_phases: int = Field(1, ge=1, le=10000)
     augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
-    num_workers: int = Field(0, ge=0, description="loader worker processes (0: in the trial process)")
+    num_workers: int = Field(0, ge=0, le=256, description="loader worker processes (0: in the trial process)")
     # with num_workers 0: batches a background thread builds ahead of the training step (0: none)
-    prefetch: int = Field(2, ge=0, description="batches built ahead by the loader's thread")
+    prefetch: int = Field(2, ge=0, le=64, description="batches built ahead by the loader's thread")
     # where the basic pipeline runs: cpu (albumentations, per image, in the loader) or device
     # (the same recipe batched in torch on the training device: flip, affine, colour jitter)
     augment_on: Literal["cpu", "device"] = "cpu"
     # --- end data loading ---
     # run
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"
     # --- model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head] ---
     # backbone: any timm name ("convnext_tiny", "convnext_tiny.fb_in22k") or "open_clip:<model>"
@@ -91,23 +103,23 @@ class TrialConfig(BaseModel):
     # attention blocks over the final map, chained in order: none | se | eca | cbam | dual | cbam+eca+se
     attention: str = "none"
     fpn: bool = False  # feature pyramid over the last three stages (timm backbones)
-    fpn_dim: int = Field(256, ge=8)
+    fpn_dim: int = Field(256, ge=8, le=8192)
     pool: Literal["avg", "max", "gem", "attn", "cls"] | None = None  # None: cls if a class token, else avg
     head_layers: int = Field(1, ge=1, le=4)  # mlp hidden layers
     # inside the mlp / between LSTM layers; None: same as dropout
     head_dropout: float | None = Field(None, ge=0.0, lt=1.0)
-    lstm_hidden: int = Field(256, ge=8)  # bilstm head: hidden size per direction
+    lstm_hidden: int = Field(256, ge=8, le=8192)  # bilstm head: hidden size per direction
     lstm_layers: int = Field(1, ge=1, le=4)
     prompt_ctx: int = Field(4, ge=1, le=32)  # prompt head: learned context vectors
     prompt_class_specific: bool = False  # one context per class instead of one shared
     fusion: Literal["none", "concat", "xattn"] = "none"  # face/context; call model(x, context=c)
-    fusion_heads: int = Field(8, ge=1)
+    fusion_heads: int = Field(8, ge=1, le=64)
     fusion_layers: int = Field(1, ge=1, le=6)
     temporal: Literal["mean", "transformer"] = "mean"  # for (B, T, 3, H, W) clip inputs
-    au_classes: int = Field(0, ge=0)  # > 0 adds the multi-task action-unit head
+    au_classes: int = Field(0, ge=0, le=1000)  # > 0 adds the multi-task action-unit head
     au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
     freeze_backbone: bool = False
-    unfreeze_last: int = Field(0, ge=0)  # with freeze_backbone: unlock the last N blocks
+    unfreeze_last: int = Field(0, ge=0, le=10000)  # with freeze_backbone: unlock the last N blocks
     lr_backbone: float | None = Field(None, gt=0.0)  # None: lr (see fersearch.models.param_groups)
     lr_prompt: float | None = Field(None, gt=0.0)  # None: lr
     # --- end model ---
@@ -137,10 +149,10 @@ class TrialConfig(BaseModel):
         "warmup_cosine"
     )
     restart_period: float = Field(0.25, gt=0.0, le=1.0, description="cosine_restarts: first cycle")
-    restart_mult: int = Field(1, ge=1, description="cosine_restarts: each cycle this much longer")
+    restart_mult: int = Field(1, ge=1, le=100, description="cosine_restarts: each cycle this much longer")
     lr_milestones: tuple[float, ...] = Field((0.5, 0.75), description="multistep: fractions")
     lr_gamma: float = Field(0.1, gt=0.0, le=1.0, description="multistep/plateau/cooldown factor")
-    plateau_patience: int = Field(5, ge=0, description="plateau: epochs without a val UAR gain")
+    plateau_patience: int = Field(5, ge=0, le=10000, description="plateau: epochs without a val UAR gain")
     # loss: soft-target CE (label smoothing, mixup and cutmix all give soft targets) or focal
     loss: Literal["ce", "focal"] = "ce"
     focal_gamma: float = Field(2.0, ge=0.0)
@@ -148,7 +160,7 @@ class TrialConfig(BaseModel):
     class_weight_cap: float | None = Field(None, gt=0.0, description="None: unweighted loss")
     logit_adjust_tau: float = Field(0.0, ge=0.0, description="adds tau*log(prior) to the logits")
     sampler: Literal["random", "weighted", "oversample"] = "random"
-    oversample_per_class: int | None = Field(None, ge=1, description="None: the largest class")
+    oversample_per_class: int | None = Field(None, ge=1, le=10**7, description="None: the largest class")
     # mixing on the device: a batch is mixed with probability mix_prob; with both alphas > 0,
     # cutmix_switch_prob of the mixed batches use CutMix, the others Mixup
     cutmix_alpha: float = Field(0.0, ge=0.0)
@@ -183,7 +195,7 @@ class TrialConfig(BaseModel):
     stage2_sampler: Literal["random", "weighted", "oversample"] = "weighted"
     stage3_sampler: Literal["random", "weighted", "oversample"] = "weighted"
     stage4_sampler: Literal["random", "weighted", "oversample"] = "weighted"
-    cooldown_milestones: int = Field(2, ge=0, description="LR drops spread over stage 4")
+    cooldown_milestones: int = Field(2, ge=0, le=100, description="LR drops spread over stage 4")
     # Augmentation strength per stage, as a multiplier of the augmentation's own strength (the
     # albumentations pipeline's, or max_shift on the device). Seed 002 keeps it constant: 1.0.
     stage1_aug: float = Field(1.0, ge=0.0, le=3.0)
@@ -242,12 +254,46 @@ def build_config(values: dict) -> TrialConfig:
         raise ConfigError(f"invalid trial configuration: {describe_validation_error(exc)}") from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
+# Location parts pydantic adds for the branches of a union ("bool", "str", "literal[...]", the tag
+# of a tagged union...): dropped, so `pretrained: [1]` is one problem of 'pretrained', not two.
+_BRANCH = re.compile(
+    r"(bool|str|int|float|none|bytes|categorical|(list|tuple|dict|set|literal|function-\w+)\[.*\])"
+)
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 6
+_SHORT.maxlevel = 3
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 3) -> str:
+    """pydantic's report as one short line: one entry per wrong key (the branches of a union
+    merged into one), the value shown abbreviated, at most ``limit`` keys."""
+    groups: dict[str, list[dict]] = {}
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{loc}'")
-        else:
-            parts.append(f"'{loc}': {err['msg']} (got {err.get('input')!r})")
-    return "; ".join(parts)
+        loc = [str(p) for p in err["loc"]]
+        shown = ".".join(p for i, p in enumerate(loc) if i == 0 or not _BRANCH.fullmatch(p)) or "(root)"
+        groups.setdefault(shown, []).append(err)
+    parts = [_describe_key(loc, errs) for loc, errs in groups.items()]
+    more = f"; and {len(parts) - limit} more" if len(parts) > limit else ""
+    return "; ".join(parts[:limit]) + more
+
+
+def _describe_key(loc: str, errs: list[dict]) -> str:
+    err = errs[0]
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'"
+    if err["type"] == "missing":
+        return f"'{loc}': required, missing"
+    ctx = err.get("ctx") or {}
+    if err["type"] == "union_tag_invalid":  # a tagged union: {type: flot}
+        key = ctx["discriminator"].strip("'")
+        return f"'{loc}.{key}': got {ctx['tag']!r}; valid: {ctx['expected_tags']}"
+    if err["type"] == "union_tag_not_found":
+        return f"'{loc}': needs a {ctx['discriminator']} key (got {_SHORT.repr(err.get('input'))})"
+    if err["type"] == "value_error":  # our own validators: the message names the value
+        where = "" if loc == "(root)" else f"'{loc}': "
+        return where + "; ".join(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in errs))
+    msgs = list(dict.fromkeys(e["msg"] for e in errs))
+    if len(msgs) > 1:
+        msgs = ["Input should be " + " or ".join(m.removeprefix("Input should be ") for m in msgs)]
+    return f"'{loc}': {msgs[0]} (got {_SHORT.repr(err.get('input'))})"

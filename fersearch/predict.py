@@ -294,13 +294,25 @@ def top_k(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, 
     return [(class_names[i], float(probs[i])) for i in order]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula ("=cmd|' calc'!A0" from a
+# file name); a leading apostrophe makes it text (OWASP, "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Text cells that a spreadsheet would read as a formula get a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def csv_header(class_names: list[str], k: int) -> list[str]:
     cols = ["source", "kind", "frame", "time_s", "face_x", "face_y", "face_w", "face_h"]
     for i in range(1, k + 1):
         cols += [f"top{i}", f"top{i}_prob"]
     cols += [f"p_{c}" for c in class_names]
     cols += ["smoothed_top1", "smoothed_top1_prob", "error"]
-    return cols
+    return [safe_cell(c) for c in cols]
 
 
 def csv_row(row: Row, class_names: list[str], k: int) -> list:
@@ -319,7 +331,7 @@ def csv_row(row: Row, class_names: list[str], k: int) -> list:
     else:
         out += ["", ""]
     out.append(row.error)
-    return out
+    return [safe_cell(c) for c in out]
 
 
 def write_csv(rows: list[Row], class_names: list[str], k: int, out) -> None:

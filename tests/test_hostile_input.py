@@ -125,6 +125,21 @@ def test_remove_training_state_never_deletes_outside_its_folder(tmp_path):
     assert (folder / "interrupted.json").exists() and victims[2].read_text() == "precious"
 
 
+def test_a_new_checkpoint_never_deletes_what_a_tampered_one_names_outside(tmp_path):
+    import torch
+
+    from fersearch.train.checkpoint import save_checkpoint
+
+    folder = tmp_path / "trial_0"
+    folder.mkdir()
+    victim = tmp_path / "victim.safetensors"
+    victim.write_text("precious")
+    (folder / "last.json").write_text(json.dumps({"tensors": "../victim.safetensors"}))
+    save_checkpoint(folder, "last", {"w": torch.zeros(2)}, {"epoch": 1})
+    assert victim.read_text() == "precious"
+    assert json.loads((folder / "last.json").read_text())["epoch"] == 1
+
+
 # ------------------------------------------------------------------ 11. storage URLs and files
 
 
@@ -228,3 +243,296 @@ def test_a_password_with_at_signs_is_never_printed(capsys):
 )
 def test_mask_url_hides_everything_up_to_the_last_at(url, masked):
     assert mask_url(url) == masked
+
+
+# ------------------------------------------------------------------ 10. search spaces and options
+
+_SPACE_HEAD = "fixed: {backbone: test_resnet, warmup_epochs: 0}\n"
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (
+            "params:\n  lr: {type: float, low: 1.0e-4, high: .inf}\n",
+            "'params.lr.high': Input should be a finite",
+        ),
+        ("params:\n  lr: {type: float, low: .nan, high: 0.1}\n", "'params.lr.low': Input should be a finite"),
+        ("params:\n  batch_size: {type: int, low: 8, high: 64, step: 0}\n", "'params.batch_size.step'"),
+        ("params:\n  batch_size: {type: int, low: 8, high: 64, step: -8}\n", "'params.batch_size.step'"),
+        ("params:\n  lr: {type: float, low: 0.001, high: 0.1, step: 0}\n", "'params.lr.step'"),
+        ("params:\n  image_size: {type: categorical, choices: [32, 200000]}\n", "less than or equal to 1024"),
+        ("params:\n  epochs: {type: int, low: 1, high: 1000000000000000000000000000000}\n", "'epochs'"),
+        ("params:\n  epochs: {type: float, low: 1, high: 8}\n", "use type: int"),
+        ("params:\n  head: {type: categorical, choices: [linear, [mlp]]}\n", "choice 1 is ['mlp']"),
+        ("sampler: {name: tpe, seed: -1}\n", "'sampler.seed'"),
+    ],
+)
+def test_space_values_every_worker_would_crash_on_are_refused_at_create(
+    capsys, tmp_path, tiny_data, text, said
+):
+    space = tmp_path / "space.yaml"
+    space.write_text(_SPACE_HEAD + text)
+    journal = tmp_path / "j.log"
+    argv = ["create", "--study", "s", "--data", str(tiny_data), "--space", str(space)]
+    line = _one_line_error(*_run(capsys, [*argv, "--storage", f"journal:{journal}"]))
+    assert "space.yaml" in line and said in line
+    assert not journal.exists()  # refused before the storage is even opened
+
+
+@pytest.mark.parametrize("fixed", ["epochs: 1000000000", "epochs: 1.0e+30", "image_size: 200000"])
+def test_fixed_sizes_beyond_reason_are_refused(capsys, tmp_path, tiny_data, fixed):
+    space = tmp_path / "space.yaml"
+    space.write_text(f"fixed: {{{fixed}}}\n")
+    argv = ["create", "--study", "s", "--data", str(tiny_data), "--space", str(space)]
+    line = _one_line_error(*_run(capsys, [*argv, "--storage", f"journal:{tmp_path / 'j.log'}"]))
+    assert "fixed" in line and f"'{fixed.split(':')[0]}'" in line
+
+
+def test_a_duplicated_key_is_an_error_not_a_silent_merge(capsys, tmp_path, tiny_data):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        _SPACE_HEAD + "params:\n  lr: {type: float, low: 0.001, high: 0.1}\nfixed: {epochs: 50}\n"
+    )
+    argv = ["create", "--study", "s", "--data", str(tiny_data), "--space", str(space)]
+    line = _one_line_error(*_run(capsys, [*argv, "--storage", f"journal:{tmp_path / 'j.log'}"]))
+    assert "key 'fixed' appears twice" in line and "line 4" in line and "first on line 1" in line
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        (bytes(range(256)), "not a UTF-8 text file"),
+        (b"fixed: {epochs: 3\nparams: [\n", "not valid YAML: line 2"),
+        (b"- a list\n- of things\n", "expected a mapping"),
+    ],
+)
+def test_space_files_that_are_not_yaml_mappings(capsys, tmp_path, tiny_data, content, said):
+    space = tmp_path / "space.yaml"
+    space.write_bytes(content)
+    argv = ["create", "--study", "s", "--data", str(tiny_data), "--space", str(space)]
+    line = _one_line_error(*_run(capsys, [*argv, "--storage", f"journal:{tmp_path / 'j.log'}"]))
+    assert said in line
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        ("params:\n  lr: {type: flot, low: 0.001, high: 0.1}\n", "'params.lr.type': got 'flot'; valid:"),
+        ("params:\n  lr: {low: 0.001, high: 0.1}\n", "'params.lr': needs a 'type' key"),
+        (
+            "params:\n  lr: {type: float, low: x, high: 0.1}\n",
+            "'params.lr.low': Input should be a valid number",
+        ),
+        ("fixed: {pretrained: [1, 2]}\n", "'pretrained': Input should be a valid boolean or a valid string"),
+    ],
+)
+def test_union_errors_name_the_one_thing_wrong(tmp_path, text, said):
+    from fersearch.errors import SearchSpaceError
+    from fersearch.search.space import load_space
+
+    space = tmp_path / "space.yaml"
+    space.write_text(text)
+    with pytest.raises(SearchSpaceError) as info:
+        load_space(space)
+    message = str(info.value)
+    assert said in message and len(message) < 200 + len(str(space)), message
+    assert "IntParam" not in message and "CategoricalParam" not in message and "function-after" not in message
+
+
+@pytest.mark.parametrize("fraction", ["1.5", "0", "-0.1", "nan", "0.5"])
+def test_val_fraction_outside_its_bounds(capsys, tiny_data, fraction):
+    line = _one_line_error(
+        *_run(capsys, ["data", "prepare", str(tiny_data), "--size", "32", "--val-fraction", fraction])
+    )
+    assert "--val-fraction must be above 0 and below 0.5" in line
+    assert not list((tiny_data / "fersearch_splits").glob(f"val_f{fraction}_*"))
+
+
+# ------------------------------------------------------------------ 12. exported ensembles
+
+CLASSES = ["anger", "-sad", "joy"]  # a class name a spreadsheet would read as a formula
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory) -> Path:
+    """A real exported ensemble (save_ensemble) of one tiny random-init member."""
+    import torch
+
+    from fersearch.config import build_config
+    from fersearch.finalize.export import save_ensemble
+    from fersearch.models import create_model
+
+    torch.manual_seed(0)
+    config = build_config({"data": {"root": "."}, "backbone": "test_resnet", "image_size": 32})
+    model = create_model(config, len(CLASSES), CLASSES)
+    out = tmp_path_factory.mktemp("ens") / "ensemble"
+    save_ensemble(out, [(model, {"id": "t0_s0", "config": config.to_json_dict()})], CLASSES, [1.0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def face(tmp_path_factory) -> Path:
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("img") / "face.png"
+    Image.new("RGB", (40, 40), (120, 90, 70)).save(path)
+    return path
+
+
+def _tampered(ensemble: Path, tmp_path: Path, change) -> Path:
+    import shutil
+
+    copy = tmp_path / "ensemble"
+    shutil.copytree(ensemble, copy, symlinks=True)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    result = change(manifest, copy)
+    # A change returns bytes to write instead of the (changed) manifest.
+    (copy / "manifest.json").write_bytes(
+        result if isinstance(result, bytes) else json.dumps(manifest).encode()
+    )
+    return copy
+
+
+def _member(m):
+    return m["members"][0]
+
+
+def _link_out(m, d):
+    (d / "member_0.safetensors").unlink()
+    (d / "member_0.safetensors").symlink_to(d.parent.parent / "elsewhere.safetensors")
+
+
+TAMPERING = {
+    "no members": (lambda m, d: m.pop("members"), "'members': required"),
+    "no class names": (lambda m, d: m.pop("class_names"), "'class_names': required"),
+    "empty members": (lambda m, d: m.update(members=[]), "'members': List should have at least 1"),
+    "bias of the wrong length": (
+        lambda m, d: m["calibration"].update(bias=[0.0]),
+        "calibration.bias has 1 values for 3 classes",
+    ),
+    "a JSON list": (lambda m, d: json.dumps([m]).encode(), "must hold a JSON object, not a list"),
+    "image size 0": (lambda m, d: _member(m)["config"].update(image_size=0), "greater than or equal to 16"),
+    "image size 60000": (
+        lambda m, d: _member(m)["config"].update(image_size=60000),
+        "less than or equal to 1024",
+    ),
+    "preprocess size 60000": (
+        lambda m, d: _member(m)["preprocess"].update(image_size=60000),
+        "'members.0.preprocess.image_size'",
+    ),
+    "NaN weight": (lambda m, d: m.update(weights=[float("nan")]), "'weights.0': Input should be a finite"),
+    "infinite bias": (
+        lambda m, d: m["calibration"].update(bias=[0.0, float("inf"), 0.0]),
+        "'calibration.bias.1': Input should be a finite",
+    ),
+    "no sha256": (lambda m, d: _member(m).pop("sha256"), "'members.0.sha256': required"),
+    "member outside": (
+        lambda m, d: _member(m).update(file="../elsewhere.safetensors"),
+        "is not a file name inside the ensemble folder",
+    ),
+    "member absolute": (lambda m, d: _member(m).update(file="/etc/passwd"), "is not a file name inside"),
+    "member linked outside": (_link_out, "leads outside"),
+    "unknown view set": (lambda m, d: m["tta"].update(view_set="bogus"), "'tta.view_set'"),
+    "onnx file without hash": (
+        lambda m, d: m.update(onnx={"files": ["member_0.onnx"]}),
+        "1 ONNX files but 0 SHA-256 values",
+    ),
+    "nested beyond reason": (lambda m, d: b"[" * 100000 + b"]" * 100000, "is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_a_tampered_manifest_is_one_clear_error(capsys, tmp_path, ensemble, face, case):
+    change, said = TAMPERING[case]
+    (tmp_path / "elsewhere.safetensors").write_bytes((ensemble / "member_0.safetensors").read_bytes())
+    copy = _tampered(ensemble, tmp_path, change)
+    line = _one_line_error(*_run(capsys, ["predict", "--model", str(copy), str(face), "--backend", "torch"]))
+    assert "manifest.json" in line and said in line
+
+
+def test_ensembles_as_finalize_writes_them_still_load(capsys, tmp_path, ensemble, face):
+    # As exported, and with the note finalize leaves when the optional ONNX export failed.
+    noted = _tampered(ensemble, tmp_path, lambda m, d: m.update(onnx={"files": [], "error": "no onnx"}))
+    for folder in (ensemble, noted):
+        out = tmp_path / f"{folder.parent.name}.csv"
+        rc, err = _run(capsys, ["predict", "--model", str(folder), str(face), "--csv", str(out)])
+        assert rc == 0, err
+        assert len(out.read_text().splitlines()) == 2
+
+
+# ------------------------------------------------------------------ 13. output files
+
+
+def test_csv_cells_never_start_a_formula(capsys, tmp_path, ensemble, face, monkeypatch):
+    import csv
+    import shutil
+
+    name = "=cmd|' calc'!A0.jpg"
+    shutil.copy(face, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    rc, err = _run(capsys, ["predict", "--model", str(ensemble), name, "--csv", "out.csv", "--top", "3"])
+    assert rc == 0, err
+    with open(tmp_path / "out.csv", newline="") as fh:
+        header, row = list(csv.reader(fh))
+    assert row[0] == "'" + name
+    assert "'-sad" in row[8:14] and "-sad" not in row  # among top1..top3
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in header + row)
+
+
+def test_predict_csv_that_is_a_folder_is_refused_before_any_work(capsys, tmp_path, face):
+    line = _one_line_error(
+        *_run(capsys, ["predict", "--model", str(tmp_path / "no-model"), str(face), "--csv", str(tmp_path)])
+    )
+    assert "--csv" in line and "is a folder" in line
+
+
+@pytest.mark.parametrize("verb", ["finalize", "explain"])
+def test_out_that_is_an_existing_file_is_refused_before_any_work(capsys, tmp_path, face, verb):
+    target = tmp_path / "passwd"
+    target.write_text("root:x:0:0\n")
+    if verb == "finalize":
+        argv = ["finalize", "--study", "nope", "--out", str(target), "--storage", f"journal:{tmp_path / 'j'}"]
+    else:
+        argv = ["explain", "--model", str(tmp_path / "no-model"), str(face), "--out", str(target)]
+    line = _one_line_error(*_run(capsys, argv))
+    assert "--out" in line and "existing file, not a folder" in line
+    assert target.read_text() == "root:x:0:0\n"
+    # A path under a file is refused the same way.
+    argv[argv.index("--out") + 1] = str(target / "sub")
+    line = _one_line_error(*_run(capsys, argv))
+    assert "--out" in line and "lies under" in line
+
+
+# ------------------------------------------------------------------ 14. services
+
+
+@pytest.mark.parametrize(
+    "verb, exposure", [("dashboard", "no login"), ("storage-proxy", "no authentication and no TLS")]
+)
+def test_service_help_says_what_exposing_gives_away_and_the_safe_way(capsys, verb, exposure):
+    assert main([verb, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert exposure in text and "ssh -N -L" in text and "127.0.0.1" in text and "0.0.0.0" in text
+
+
+def test_services_default_to_loopback_and_warn_otherwise(capsys):
+    from fersearch.commands import service
+
+    for verb in (service.dashboard, service.storage_proxy):
+        assert __import__("inspect").signature(verb).parameters["host"].default == "127.0.0.1"
+    assert all(service._is_loopback(h) for h in ("127.0.0.1", "::1", "localhost", "127.0.0.2"))
+    assert not any(service._is_loopback(h) for h in ("0.0.0.0", "::", "10.1.2.3", "example.org"))
+    service._warn_if_exposed("0.0.0.0", 13000, service.PROXY_EXPOSES)
+    warning = " ".join(capsys.readouterr().err.split())
+    assert "warning:" in warning and "no authentication" in warning and "SSH tunnel" in warning
+    service._warn_if_exposed("127.0.0.1", 13000, service.PROXY_EXPOSES)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("port", ["0", "70000"])
+def test_service_port_out_of_range(capsys, tmp_path, port):
+    line = _one_line_error(
+        *_run(capsys, ["dashboard", "--port", port, "--storage", f"journal:{tmp_path / 'j.log'}"])
+    )
+    assert "--port must be in 1..65535" in line

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -25,6 +27,69 @@ def lit(value: object) -> str:
     """A user-supplied string (path, name, class, file name) printed literally through the
     rich console: '[/bold]' in a file name prints as itself instead of styling or crashing."""
     return escape(str(value))
+
+
+def _first_existing(path: Path) -> Path:
+    for p in (path, *path.parents):
+        if p.exists():
+            return p
+    return Path(".")
+
+
+def check_output_dir(path: Path, option: str) -> Path:
+    """A folder to write into, checked before any work: an existing file (``--out /etc/passwd``),
+    a file on the way to it, or a folder that cannot be written is an InvalidArgument now, not a
+    traceback hours later."""
+    from ..errors import InvalidArgument
+
+    path = Path(path).expanduser()
+    base = _first_existing(path)
+    shown = f"{option} {str(path)!r}"
+    if not base.is_dir():
+        what = "is" if base == path else f"lies under {str(base)!r}, which is"
+        raise InvalidArgument(f"{shown} {what} an existing file, not a folder; give a folder path")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InvalidArgument(f"{shown}: cannot write in {str(base)!r}; give a writable folder")
+    return path
+
+
+def check_output_file(path: Path, option: str) -> Path:
+    """A file to write, checked before any work: a folder, or a path under a file or an
+    unwritable folder, is an InvalidArgument."""
+    from ..errors import InvalidArgument
+
+    path = Path(path).expanduser()
+    shown = f"{option} {str(path)!r}"
+    if path.is_dir():
+        raise InvalidArgument(f"{shown} is a folder; give a file path such as {path / 'predictions.csv'}")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise InvalidArgument(f"{shown} is not writable; give another file path")
+        return path
+    base = _first_existing(path.parent)
+    if not base.is_dir():
+        raise InvalidArgument(f"{shown} lies under {str(base)!r}, which is a file, not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InvalidArgument(f"{shown}: cannot write in {str(base)!r}; give a writable folder")
+    return path
+
+
+def check_timeout(seconds: float | None) -> float | None:
+    from ..errors import InvalidArgument
+
+    if seconds is not None and not (seconds > 0 and math.isfinite(seconds)):
+        raise InvalidArgument(
+            f"--timeout must be a positive number of seconds (got {seconds}); omit it to run on"
+        )
+    return seconds
+
+
+def check_port(port: int) -> int:
+    from ..errors import InvalidArgument
+
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(f"--port must be in 1..65535 (got {port})")
+    return port
 
 
 StorageOpt = Annotated[

@@ -68,6 +68,7 @@ def prepare(
     split_seed: Annotated[int, typer.Option(help="Seed of the validation split.")] = 0,
 ) -> None:
     """Build the decode-once cache of every split now, so no trial waits for it."""
+    from ..config import MAX_SEED
     from ..data import read_dataset, with_validation
     from ..data.cache import load_split
     from ..errors import InvalidArgument
@@ -77,6 +78,17 @@ def prepare(
         raise InvalidArgument(f"--size must be 8..1024 pixels, got {size}")
     if frames < 1:
         raise InvalidArgument(f"--frames must be >= 1, got {frames}")
+    # The bounds a study's DataConfig sets: a cache prepared here must be one a study can use.
+    low, high = _bounds("val_fraction")
+    if not low < val_fraction < high:  # also refuses NaN
+        raise InvalidArgument(
+            f"--val-fraction must be above {low:g} and below {high:g} (got {val_fraction:g}); "
+            f"0.1 carves 10% of train off for validation"
+        )
+    if not 0 <= split_seed <= MAX_SEED:
+        raise InvalidArgument(f"--split-seed must be in 0..{MAX_SEED} (got {split_seed})")
+    if crop not in ("face", "full"):
+        raise InvalidArgument(f"--crop must be face or full (got {crop!r})")
     manifest = with_validation(read_dataset(root, data_format), val_fraction, split_seed)
     err.print(f"layout: [bold]{lit(manifest.format)}[/]")
     for split in manifest.splits:
@@ -87,3 +99,11 @@ def prepare(
             line += f" ([yellow]{len(arrays.skipped)} skipped[/], e.g. {lit(arrays.skipped[0])}: "
             line += f"{lit(arrays.skip_reasons[arrays.skipped[0]])})"
         err.print(line)
+
+
+def _bounds(field: str) -> tuple[float, float]:
+    """The exclusive (gt, lt) bounds DataConfig puts on ``field``."""
+    from ..config import DataConfig
+
+    meta = DataConfig.model_fields[field].metadata
+    return next(m.gt for m in meta if hasattr(m, "gt")), next(m.lt for m in meta if hasattr(m, "lt"))

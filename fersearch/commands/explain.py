@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err, lit
+from ._common import app, check_output_dir, err, lit
 
 
 @app.command()
@@ -30,6 +30,7 @@ def explain(
     from ..finalize.export import load_ensemble
     from ..predict import FaceCropper
 
+    check_output_dir(out, "--out")
     ens = load_ensemble(model)
     try:
         with Image.open(image) as im:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, err, lit
+from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, check_output_dir, err, lit
 
 
 @app.command()
@@ -47,6 +47,7 @@ def finalize(
     from ..cpu_share import CpuShare
     from ..finalize import finalize as run_finalize
 
+    check_output_dir(out, "--out")
     with CpuShare(threads) as cpu:
         err.print(f"finalize: {cpu.describe()}")
         paths = run_finalize(

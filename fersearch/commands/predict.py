@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ThreadsOpt, app, err, lit
+from ._common import ThreadsOpt, app, check_output_file, err, lit
 
 ModelOpt = Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")]
 
@@ -48,6 +48,16 @@ def predict(
 
     if top < 1:
         raise InvalidArgument(f"--top must be at least 1 (got {top})")
+    if csv is not None:
+        check_output_file(csv, "--csv")
+    if stride < 1:
+        raise InvalidArgument(f"--stride must be at least 1 (got {stride})")
+    if not 0 < smooth <= 1:  # also refuses NaN
+        raise InvalidArgument(f"--smooth must be in (0, 1] (got {smooth}); 1 means no smoothing")
+    if max_frames is not None and max_frames < 1:
+        raise InvalidArgument(f"--max-frames must be at least 1 (got {max_frames})")
+    if camera < 0:
+        raise InvalidArgument(f"--camera must be a camera index, 0 or more (got {camera})")
     if not paths and not webcam:
         raise InvalidArgument("give image files, folders or video files, or --webcam")
     images, videos = collect_inputs(paths) if paths else ([], [])

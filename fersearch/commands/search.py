@@ -20,6 +20,7 @@ from ._common import (
     StudyOpt,
     ThreadsOpt,
     app,
+    check_timeout,
     create_study_from_options,
     err,
 )
@@ -44,6 +45,7 @@ def search(
     """Create the study if needed, then run one worker in this process."""
     from ..search.worker import run_worker
 
+    check_timeout(timeout)
     create_study_from_options(
         study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
     )
@@ -68,6 +70,7 @@ def worker(
     """Join an existing study and run trials until its budget is used up."""
     from ..search.worker import run_worker
 
+    check_timeout(timeout)
     run_worker(
         study, storage, timeout=timeout, console=err, gpu=gpu, artifacts_dir=artifacts, threads=threads
     )

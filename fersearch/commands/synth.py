@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import app, err, lit
+from ._common import app, check_output_dir, err, lit
 
 CLASS_SETS = ("basic7", "compound14")
 
@@ -52,6 +52,7 @@ def synth(
     from ..errors import InvalidArgument
     from ..progress import bar
 
+    check_output_dir(out, "--out")
     if classes not in CLASS_SETS:
         raise InvalidArgument(f"--classes must be one of {', '.join(CLASS_SETS)}; got {classes!r}")
     if difficulty != "standard" and (context or classes != "basic7"):

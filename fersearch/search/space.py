@@ -10,27 +10,30 @@ A space file has ``fixed`` values, sampled ``params`` and the ``sampler``/``prun
     sampler: {name: tpe, n_startup_trials: 4}
     pruner:  {name: hyperband, min_resource: 1, reduction_factor: 3}
 
-Everything is checked at load, like Optuna's distributions: unknown keys, low > high, values a
-TrialConfig would reject and unknown backbones are errors naming the file and the key.
+Everything is checked at load, like Optuna's distributions: unknown keys, low > high, a step
+that is not positive, infinite or NaN numbers, values a TrialConfig would reject (out of its
+bounds, or a fraction for an integer key) and unknown backbones are errors naming the file and
+the key. The file must be UTF-8 text and YAML whose mappings have no duplicated key.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import optuna
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..config import TUNABLE_KEYS, DataConfig, TrialConfig, build_config, describe_validation_error
+from ..config import MAX_SEED, TUNABLE_KEYS, DataConfig, TrialConfig, build_config, describe_validation_error
 from ..errors import ConfigError, FersearchError, SearchSpaceError, one_of
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FloatParam(_Strict):
@@ -38,7 +41,7 @@ class FloatParam(_Strict):
     low: float
     high: float
     log: bool = False
-    step: float | None = None
+    step: float | None = Field(None, gt=0)
     when: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -52,7 +55,7 @@ class IntParam(_Strict):
     low: int
     high: int
     log: bool = False
-    step: int = 1
+    step: int = Field(1, ge=1)
     when: dict[str, Any] | None = None
 
     @model_validator(mode="after")
@@ -66,15 +69,29 @@ class CategoricalParam(_Strict):
     choices: list[Any] = Field(min_length=1)
     when: dict[str, Any] | None = None
 
+    @field_validator("choices")
+    @classmethod
+    def _scalars(cls, choices: list) -> list:
+        # What Optuna can store as a categorical choice (and compare for equality).
+        for i, c in enumerate(choices):
+            if not (
+                c is None or isinstance(c, bool | int | str) or (isinstance(c, float) and math.isfinite(c))
+            ):
+                raise ValueError(
+                    f"choice {i} is {c!r}; choices must be numbers (finite), strings, true/false or null"
+                )
+        return choices
 
-Param = FloatParam | IntParam | CategoricalParam
+
+# Tagged by `type`: a bad entry is reported against its own kind only, not all three.
+Param = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
 
 
 class SamplerSpec(_Strict):
     name: Literal["tpe", "gp", "random"] = "tpe"
     n_startup_trials: int = Field(5, ge=0)
     multivariate: bool = True
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)
 
 
 class PrunerSpec(_Strict):
@@ -112,15 +129,78 @@ def _check_range(low, high, log, step) -> None:
         raise ValueError("step and log cannot be used together")
 
 
+MAX_SPACE_BYTES = 1 << 20  # search spaces are a few dozen lines
+
+
+class _NoDuplicateKeysLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently: a second `fixed:` would drop the first one's values without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line {first.start_mark.line + 1}); "
+                    f"keep one",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML text file through the safe loader, duplicate keys refused; every failure is one
+    SearchSpaceError line naming the file (and the line, where YAML knows it)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPACE_BYTES:
+            raise SearchSpaceError(
+                f"{path}: {size} bytes is not a search space (they are a few KB of YAML); "
+                f"check the path given to --space"
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SearchSpaceError(
+            f"{path}: cannot read it ({exc.strerror}); check the path given to --space"
+        ) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SearchSpaceError(
+            f"{path}: not a UTF-8 text file (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            f"a search space is a YAML text file, see search_spaces/demo.yaml"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_NoDuplicateKeysLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        raise SearchSpaceError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line report as one line: where, and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    text = f"{where}{problem}" + (f" ({context})" if context else "")
+    return " ".join(text.split())
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a space file. A bare name like 'demo' means search_spaces/demo.yaml."""
     path = resolve_space_path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SearchSpaceError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise SearchSpaceError(f"{path}: expected a mapping with fixed/params/sampler/pruner")
+        raise SearchSpaceError(
+            f"{path}: expected a mapping with fixed/params/sampler/pruner, got {type(raw).__name__}"
+        )
     return parse_space(raw, source=str(path))
 
 
@@ -164,6 +244,18 @@ def _check_keys(space: SearchSpace, source: str) -> None:
         values = spec.choices if isinstance(spec, CategoricalParam) else [spec.low, spec.high]
         for value in values:
             _validate_values({**dummy, key: value}, source, f"params.{key}")
+        if isinstance(spec, FloatParam) and spec.low < spec.high:
+            # A value in between, not a whole number: a float parameter for an integer key
+            # passes at low=1.0 and high=8.0, but every sample like 4.37 would fail in the worker.
+            mid = spec.low + (spec.high - spec.low) * 0.4375
+            mid = mid if not float(mid).is_integer() else math.nextafter(mid, spec.high)
+            try:
+                build_config({**dummy, key: mid})
+            except ConfigError:
+                raise SearchSpaceError(
+                    f"{source}: params.{key}: type float samples fractions such as {mid:g}, which "
+                    f"{key} does not take; use type: int (or categorical)"
+                ) from None
         if spec.when:
             for cond_key, cond_val in spec.when.items():
                 parent = space.params.get(cond_key)

@@ -65,7 +65,8 @@ def save_checkpoint(directory: str | Path, name: str, tensors: dict[str, torch.T
     _fsync_write(tmp, json.dumps(doc, indent=1).encode())
     os.replace(tmp, json_path)
     _fsync_dir(directory)
-    if previous and previous != tensor_file:
+    # Only a tensor file of this folder: a tampered NAME.json naming "../x" deletes nothing else.
+    if previous and previous != tensor_file and previous.endswith(".safetensors") and "/" not in previous:
         (directory / previous).unlink(missing_ok=True)
     return json_path
 

@@ -225,6 +225,18 @@ def test_truncated_and_garbage_files_still_cost_only_themselves(tmp_path):
     assert len(arrays.paths) == 8 and arrays.labels.tolist() == [0] * 4 + [1] * 4
 
 
+def test_only_the_image_formats_datasets_use_are_opened(tmp_path):
+    # An EPS file named .jpg: PIL would hand it to Ghostscript to decode; a PCX to a rare parser.
+    save(tmp_path / "x.eps", face(1), format="EPS")
+    (tmp_path / "eps_aligned.jpg").write_bytes((tmp_path / "x.eps").read_bytes())
+    save(tmp_path / "pcx_aligned.png", face(2), format="PCX")
+    for name in ("eps_aligned.jpg", "pcx_aligned.png"):
+        with pytest.raises(Unreadable, match="^not an image$"):
+            open_rgb(tmp_path, name)
+    save(tmp_path / "ok.webp", face(3))
+    assert open_rgb(tmp_path, "ok.webp").shape == (40, 40, 3)
+
+
 def test_file_name_that_is_not_utf8_is_cached_like_any_other(tmp_path):
     root = imagefolder(tmp_path / "data")
     os.rename(os.fsencode(root / "train/a/0.png"), os.fsencode(root / "train/a") + b"/\xff.png")

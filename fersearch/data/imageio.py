@@ -33,6 +33,10 @@ FACE_MARGIN = 0.1  # a face box is widened by this fraction of its side before c
 # worth training on; a larger JPEG is first decoded at 1/2, 1/4 or 1/8 scale (``draft``) when
 # that brings it under the limit.
 MAX_PIXELS = 50_000_000
+# The formats read (PIL's names; MPO: a camera's multi-picture JPEG, PPM: also PGM). PIL knows
+# forty; an EPS file named .jpg would make it run Ghostscript, and the rarer parsers are the least
+# hardened, so anything else is "not an image".
+IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "DIB", "WEBP", "TIFF", "GIF", "PPM")
 _JPEG_SCALES = (1, 2, 4, 8)  # what libjpeg can decode directly from the DCT
 _WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})  # scaled by to_8bit
 # Unsigned 16-bit value -> 8 bits, rounded (v * 255 / 65535): 64 KB, no per-image float copy.
@@ -41,6 +45,13 @@ _LUT16 = np.round(np.arange(65536) * (255 / 65535)).astype(np.uint8)
 # PIL warns from 89 megapixels and raises from 179; fersearch refuses from MAX_PIXELS itself (with
 # a reason per file), so PIL's warning would only repeat it, once per file, on stderr.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@lru_cache(maxsize=1)
+def _formats() -> tuple[str, ...]:
+    """IMAGE_FORMATS this PIL has (naming one whose plugin is not loaded yet is a KeyError)."""
+    Image.init()
+    return tuple(f for f in IMAGE_FORMATS if f in Image.OPEN)
 
 
 class Unreadable(Exception):
@@ -71,7 +82,7 @@ def open_image(path: Path, min_side: int | None = None, max_side: int | None = N
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
             raise Unreadable("not a regular file")
-        with Image.open(path) as im:
+        with Image.open(path, formats=_formats()) as im:
             _draft(im, min_side)
             _check_pixels(*im.size)
             rgb = _to_rgb(im)
@@ -93,7 +104,7 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise Unreadable("not a regular file")
-        with Image.open(path) as im:
+        with Image.open(path, formats=_formats()) as im:
             return im.size
     except FileNotFoundError:
         raise Unreadable("missing") from None

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from .data.imageio import Unreadable, open_image
 from .errors import DataError, InvalidArgument, ModelError
 from .finalize.export import Ensemble
 
@@ -133,6 +134,9 @@ def _predict_batch(ens: Ensemble, images: list[Image.Image], cropper: FaceCroppe
     return ens.predict_pil(images), boxes
 
 
+MAX_SIDE = 1024  # images are shrunk to this side on reading: a batch of 32 holds at most ~100 MB
+
+
 def predict_images(
     ens: Ensemble, paths: list[Path], cropper: FaceCropper | None = None, batch_size: int = 32
 ) -> list[Row]:
@@ -142,11 +146,11 @@ def predict_images(
         chunk, ims, ok_rows = paths[start : start + batch_size], [], []
         for p in chunk:
             try:
-                with Image.open(p) as im:
-                    ims.append(im.convert("RGB"))
+                # bounded: a huge or hostile file costs its own row, never the batch or memory
+                ims.append(open_image(p, max_side=MAX_SIDE))
                 row = Row(str(p), "image")
                 ok_rows.append(row)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+            except Unreadable as exc:
                 row = Row(str(p), "image", error=f"unreadable image: {exc}")
             rows.append(row)
         if ims:

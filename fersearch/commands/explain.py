@@ -23,19 +23,17 @@ def explain(
     ] = False,
 ) -> None:
     """Where each member looks: Grad-CAM for the predicted (or given) class, one PNG per member."""
-    from PIL import Image, UnidentifiedImageError
-
+    from ..data.imageio import Unreadable, open_image
     from ..errors import DataError
     from ..explain import explain as run_explain
     from ..finalize.export import load_ensemble
-    from ..predict import FaceCropper
+    from ..predict import MAX_SIDE, FaceCropper
 
     check_output_dir(out, "--out")
     ens = load_ensemble(model)
     try:
-        with Image.open(image) as im:
-            pil = im.convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
+        pil = open_image(image, max_side=MAX_SIDE)
+    except Unreadable as exc:
         raise DataError(f"cannot read image {str(image)!r}: {exc}") from None
     if detect_faces:
         pil, box = FaceCropper().crop(pil)

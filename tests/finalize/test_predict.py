@@ -255,3 +255,32 @@ def test_gradcam_matches_a_hook_based_reference():
         else:
             assert not cam.any()
     assert positive > 0, "no target had a positive map: the comparison above checked nothing"
+
+
+def test_hostile_images_cost_only_their_own_row(finalized, tmp_path):
+    """A decompression bomb gets an error row and the batch around it is still predicted; a
+    16-bit PNG is read as the 8-bit image it encodes, not as all white."""
+    import zlib
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    src = _test_images(finalized.data, 1)[0]
+    shutil.copy(src, folder / "a_good.jpg")
+    rgb = np.asarray(Image.open(src).convert("L"))
+    Image.fromarray(rgb.astype(np.uint16) * 257).save(folder / "b_sixteen_bit.png")  # mode I;16
+    Image.fromarray(rgb).convert("RGB").save(folder / "c_eight_bit.png")
+    # 40000 x 40000 declared in a few dozen bytes: PIL refuses it as a decompression bomb
+    ihdr = b"IHDR" + (40000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    chunk = len(ihdr[4:]).to_bytes(4, "big") + ihdr + zlib.crc32(ihdr).to_bytes(4, "big")
+    (folder / "d_bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
+    out_csv = tmp_path / "pred.csv"
+    ens_dir = finalized.out / "ensemble"
+    assert main(["predict", "--model", str(ens_dir), str(folder), "--csv", str(out_csv)]) == 0
+    rows = {Path(r["source"]).name: r for r in _read_csv(out_csv)}
+    assert set(rows) == {"a_good.jpg", "b_sixteen_bit.png", "c_eight_bit.png", "d_bomb.png"}
+    assert rows["d_bomb.png"]["error"] and "unreadable" in rows["d_bomb.png"]["error"]
+    assert not rows["a_good.jpg"]["error"] and not rows["b_sixteen_bit.png"]["error"]
+    names = load_ensemble(ens_dir).class_names
+    sixteen = [float(rows["b_sixteen_bit.png"][f"p_{n}"]) for n in names]
+    eight = [float(rows["c_eight_bit.png"][f"p_{n}"]) for n in names]
+    assert sixteen == pytest.approx(eight, abs=1e-4)

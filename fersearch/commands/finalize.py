@@ -49,7 +49,6 @@ def finalize(
 
     check_output_dir(out, "--out")
     with CpuShare(threads) as cpu:
-        err.print(f"finalize: {cpu.describe()}")
         paths = run_finalize(
             study,
             top,
@@ -64,3 +63,4 @@ def finalize(
         )
     err.print(f"report: {lit(paths['html'])}")
     err.print(f"ensemble: {lit(paths['ensemble'])}")
+    err.print(f"ran on {cpu.describe()}")

@@ -217,6 +217,13 @@ class Objective:
             upload_trial_files(self.artifact_store, trial, files)
 
 
+def _trains_on_cpu(device: str) -> bool:
+    """A worker with no GPU waits for a free core rather than time-slicing one (cpu_share)."""
+    import torch
+
+    return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+
+
 def _short(params: dict) -> str:
     parts = []
     for k, v in params.items():
@@ -260,7 +267,7 @@ def run_worker(
     with (
         _progress(console) as progress,
         gpu_lock,
-        CpuShare(threads) as cpu,
+        CpuShare(threads, wait_for_core=_trains_on_cpu(device), on_wait=console.print) as cpu,
         GracefulStop() as stop,
         _QuietInterrupted() as quiet,
     ):

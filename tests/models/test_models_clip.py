@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import open_clip
 import torch
-from conftest import CLIP_TINY, FER7
 from safetensors.torch import save_file
 
 from fersearch.models import create_model, param_groups
+
+from .conftest import CLIP_TINY, FER7
 
 
 def _clip_and_file(tmp_path):

@@ -6,7 +6,6 @@ import typing
 
 import pytest
 import torch
-from conftest import CLIP_TINY, FER7
 
 from fersearch.config import ATTENTION_BLOCKS, TrialConfig
 from fersearch.errors import ConfigError, ModelError
@@ -27,6 +26,8 @@ from fersearch.models import (
     list_temporal,
     validate_backbone,
 )
+
+from .conftest import CLIP_TINY, FER7
 
 
 def _check_backward(out: torch.Tensor, params) -> None:

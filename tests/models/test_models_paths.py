@@ -6,12 +6,13 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
-from conftest import CLIP_TINY, FER7
 
 from fersearch.config import DataConfig
 from fersearch.errors import ModelError
 from fersearch.models import create_model, param_groups
 from fersearch.search.space import load_space, resolve_config, sample_params
+
+from .conftest import CLIP_TINY, FER7
 
 
 @pytest.mark.parametrize("fusion", ["xattn", "concat"])

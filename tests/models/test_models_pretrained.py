@@ -8,11 +8,12 @@ import huggingface_hub.constants
 import pytest
 import timm
 import torch
-from conftest import CLIP_TINY
 from safetensors.torch import save_file
 
 from fersearch.errors import ModelError
 from fersearch.models import create_model
+
+from .conftest import CLIP_TINY
 
 
 def _save(module: torch.nn.Module, path):

@@ -364,15 +364,21 @@ def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tin
 def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data, tiny_space):
     from fersearch.search.api import create_from_cli
 
-    create_from_cli("int", tiny_data, str(tiny_space), pg_url, n_trials=3)
+    # Ten epochs, no pruning: a trial interrupted after its first epoch has nine left to run.
+    space = tmp_path / "long.yaml"
+    raw = yaml.safe_load(tiny_space.read_text())
+    raw = {**raw, "fixed": {**raw["fixed"], "epochs": 10}, "pruner": {"name": "none"}}
+    space.write_text(yaml.safe_dump(raw, sort_keys=False))
+    create_from_cli("int", tiny_data, str(space), pg_url, n_trials=3)
     env = worker_env()
     cmd = worker_command("int", pg_url, tmp_path / "a")
     worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     study = optuna.load_study(study_name="int", storage=open_storage(pg_url))
+    checkpoint = tmp_path / "a" / "checkpoints" / "int" / "trial_0" / "last.json"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not any(t.state == TrialState.RUNNING for t in study.get_trials()):
-        time.sleep(0.2)
-    time.sleep(1.0)
+    while not checkpoint.is_file():  # trial 0 is training: interrupt it now (a sleep let it finish)
+        assert worker.poll() is None and time.monotonic() < deadline, worker.communicate()[1]
+        time.sleep(0.05)
     worker.send_signal(signal.SIGINT)
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 0, err  # a clean stop: the trial is saved and re-queued

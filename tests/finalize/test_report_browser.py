@@ -63,7 +63,12 @@ def test_report_html_renders_in_headless_chromium(finalized, tmp_path):
                 "Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete,"
                 " w: i.naturalWidth, h: i.naturalHeight, src: i.src.slice(0, 22)}))"
             )
-            assert len(images) == 2, images
+            # the search's best so far, per-class scores and the confusion matrix
+            assert len(images) == 3, images
+            assert images[0]["alt"] == "validation UAR per trial and best so far"
+            assert page.locator("#search-best").inner_text() == f"{report['search']['best_val_uar']:.4f}"
+            baseline = page.locator("#baseline-uar").inner_text()
+            assert baseline.startswith(f"chance {report['baselines']['chance_uar']:.4f}")
             for img in images:
                 assert img["complete"] and img["w"] > 0 and img["h"] > 0, img
                 assert img["src"] == "data:image/png;base64,"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import optuna
 from optuna.trial import TrialState
 
+from .liveness import last_sign_of_life
 from .study import SURPLUS_ATTR, counted_trials, settings
 
 
@@ -22,6 +24,7 @@ class StudyStatus:
     hours_saved_by_pruning: float  # epochs pruned trials did not run, at their own pace
     hours_left: float | None  # remaining trials x mean trial time / running workers
     running: list[int]
+    silent_s: dict[int, float] = field(default_factory=dict)  # running trial -> s since its heartbeat
 
     def lines(self) -> list[str]:
         c = self.counts
@@ -40,7 +43,11 @@ class StudyStatus:
         if self.hours_left is not None:
             out.append(f"estimated time left {self.hours_left:.2f} h")
         if self.running:
-            out.append(f"running trials: {', '.join(map(str, self.running))}")
+            beats = [
+                f"{n} (heartbeat {self.silent_s[n]:.0f} s ago)" if n in self.silent_s else str(n)
+                for n in self.running
+            ]
+            out.append(f"running trials: {', '.join(beats)}")
         return out
 
 
@@ -92,4 +99,9 @@ def study_status(study: optuna.Study) -> StudyStatus:
         hours_saved_by_pruning=saved / 3600,
         hours_left=hours_left,
         running=running,
+        silent_s={
+            t.number: max(0.0, time.time() - last_sign_of_life(t))
+            for t in trials
+            if t.state == TrialState.RUNNING
+        },
     )

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import optuna
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from .. import __version__
@@ -37,22 +37,58 @@ class StudySettings:
 
 
 def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The space's sampler. With a ``seed``, each trial draws from its own generator, seeded by
+    the seed and the trial's number (``trial_seed``): workers sharing a study never repeat each
+    other's draws (with one seed each, every worker proposed the same first points), and a study
+    is reproducible whatever the number of workers."""
     spec = space.sampler
     if spec.name == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
-    if spec.name == "gp":
+        cls, kwargs = optuna.samplers.RandomSampler, {}
+    elif spec.name == "gp":
         # Gaussian-process BO models only complete trials; running ones are imputed, so parallel
         # workers do not propose the same point.
-        return optuna.samplers.GPSampler(
-            seed=spec.seed, n_startup_trials=spec.n_startup_trials, warn_independent_sampling=False
-        )
-    # constant_liar keeps parallel workers from proposing the same point while trials run.
-    return optuna.samplers.TPESampler(
-        n_startup_trials=spec.n_startup_trials,
-        multivariate=spec.multivariate,
-        seed=spec.seed,
-        constant_liar=True,
-    )
+        cls = optuna.samplers.GPSampler
+        kwargs = {"n_startup_trials": spec.n_startup_trials, "warn_independent_sampling": False}
+    else:
+        # constant_liar keeps parallel workers from proposing the same point while trials run.
+        cls = optuna.samplers.TPESampler
+        kwargs = {
+            "n_startup_trials": spec.n_startup_trials,
+            "multivariate": spec.multivariate,
+            "constant_liar": True,
+        }
+    if spec.seed is None:
+        return cls(seed=None, **kwargs)
+    return _seeded_per_trial(cls)(spec.seed, **kwargs)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number`` in a study whose space sets ``seed``."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+_SEEDED_CLASSES: dict[type, type] = {}
+
+
+def _seeded_per_trial(cls: type) -> type:
+    """A subclass of the Optuna sampler ``cls`` that, before each trial, re-initialises itself
+    with that trial's seed (through the public constructor: nothing it keeps between trials is
+    needed, the history is read from the study)."""
+    if cls not in _SEEDED_CLASSES:
+
+        class TrialSeeded(cls):
+            def __init__(self, seed: int, **kwargs):
+                self.fersearch_seed, self.fersearch_kwargs = seed, kwargs
+                cls.__init__(self, seed=seed, **kwargs)
+
+            def before_trial(self, study, trial):
+                seed = trial_seed(self.fersearch_seed, trial.number)
+                cls.__init__(self, seed=seed, **self.fersearch_kwargs)
+                cls.before_trial(self, study, trial)
+
+        TrialSeeded.__name__ = TrialSeeded.__qualname__ = f"TrialSeeded{cls.__name__}"
+        _SEEDED_CLASSES[cls] = TrialSeeded
+    return _SEEDED_CLASSES[cls]
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
@@ -167,11 +203,8 @@ def counted_among(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
 
 
 def sweep_stale_trials(study: optuna.Study) -> None:
-    """Fail (and, with the retry callback, re-queue) trials whose worker stopped beating.
+    """Fail and re-queue trials whose worker stopped beating (fersearch/search/liveness.py), on
+    every store. Workers do it between trials; ``fersearch status`` does it too."""
+    from .liveness import sweep_stale_trials as sweep
 
-    Optuna only does this when a worker asks for a new trial, so a study whose last workers
-    finished would otherwise show a dead worker's trial as RUNNING forever.
-    """
-    storage = study._storage
-    if isinstance(storage, BaseHeartbeat) and storage.get_heartbeat_interval() is not None:
-        optuna.storages.fail_stale_trials(study)
+    sweep(study)

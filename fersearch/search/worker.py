@@ -1,7 +1,11 @@
 """The worker: ask the study for a trial, train it, report validation UAR every epoch.
 
 Any number of workers, in this process or others, on this host or others, share one study. The
-study-wide trial budget stored at creation decides when every worker stops.
+study-wide trial budget stored at creation decides when every worker stops; a worker whose
+budget is used up still waits while other workers' trials run, so that the trial of one that
+dies is retried (fersearch/search/liveness.py). The loop is Optuna's ask and tell, not
+``study.optimize``: each storage call is ridden out through an outage, the running trial carries
+fersearch's heartbeat, and a trial ends in exactly one of the states the loop decides.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import sqlalchemy
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
+from ..errors import StorageError
 from ..models import preprocess_for
 from ..presets import preset_values
 from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
@@ -29,9 +34,9 @@ from ..version import code_version
 from .artifacts import open_artifact_store
 from .budget import Surplus, TrialBudget
 from .devices import choose_device
+from .liveness import Heartbeat, StoreHealth, TrialLost, stale_trials, sweep_stale_trials, timing
 from .space import resolve_config, sample_params
-from .storage import MAX_RETRY
-from .study import SURPLUS_ATTR, StudySettings, load_study, settings, sweep_stale_trials
+from .study import SURPLUS_ATTR, StudySettings, load_study, settings
 from .trial_state import (
     checkpoint_dir_for,
     default_artifacts_dir,
@@ -63,7 +68,11 @@ def _progress(console: Console) -> Progress:
 
 
 class Objective:
-    """One callable per worker; keeps the decoded dataset across trials."""
+    """One callable per worker; keeps the decoded dataset across trials.
+
+    Every storage call inside a trial is ridden out through an outage (``health``); a write the
+    storage refuses because the trial has ended, or a heartbeat that found it so (``beat``),
+    means another process failed it as stale and re-queued it: ``TrialLost``."""
 
     def __init__(
         self,
@@ -76,6 +85,7 @@ class Objective:
         artifact_store=None,
         budget: TrialBudget | None = None,
         cpu: CpuShare | None = None,
+        health: StoreHealth | None = None,
     ):
         self.study = study
         self.cpu = cpu  # None: leave the process's threads as they are (benchmarks set them)
@@ -87,18 +97,117 @@ class Objective:
         self.manifest = load_manifest(cfg.data)
         self.artifacts_dir = artifacts_dir or Path(".fersearch")
         self.stop = stop
-        self.interrupted_numbers: set[int] = set()
+        self.health = health or StoreHealth()
+        self.beat: Heartbeat | None = None  # the running trial's, set by the worker loop
+
+    def _db(self, call, what: str):
+        try:
+            return self.health.ride_out(call, what, self.stop)
+        except UpdateFinishedTrialError:
+            raise TrialLost(what) from None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        self.current = trial.number
-        if self.budget.is_surplus(trial):
-            trial.set_user_attr(SURPLUS_ATTR, True)
+        n = trial.number
+        if self._db(lambda: self.budget.is_surplus(trial), f"checking trial {n} against the budget"):
+            self._db(lambda: trial.set_user_attr(SURPLUS_ATTR, True), f"ending trial {n}")
             raise Surplus()
         t0 = time.perf_counter()
+        params, config, seed, resume_from, ckpt_dir = self._db(
+            lambda: self._start(trial), f"starting trial {n}"
+        )
+
+        size = preprocess_for(config)["image_size"]
+        decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
+        upd = lambda done, total: self.progress.update(decode_task, completed=done, total=total)  # noqa: E731
+        train = decode_split(self.manifest, "train", size, upd)
+        val = decode_split(self.manifest, "val", size, upd)
+        self.progress.remove_task(decode_task)
+
+        uar_hist: list[float] = []
+        war_hist: list[float] = []
+        stage_hist: list[int] = []
+        task = self.progress.add_task(f"trial {n} epoch 1/{config.epochs}", total=None, info=_short(params))
+
+        def on_batch(done: int, total: int) -> None:
+            self.progress.update(task, completed=done, total=total)
+            if self.beat is not None:
+                self.beat.check()  # failed as stale elsewhere: stop, its copy goes on
+            if self.cpu is not None:
+                self.cpu.refresh()  # a worker that started since gets its share of the cores
+
+        def record(step: int) -> bool:
+            trial.set_user_attr("uar_per_epoch", uar_hist)
+            trial.set_user_attr("war_per_epoch", war_hist)
+            trial.set_user_attr("stage_per_epoch", stage_hist)  # the curriculum stage (1-4)
+            trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+            # The pruner sees what the trial would deliver if stopped now: its best epoch so far
+            # (the value the trial returns). One noisy epoch no longer decides a rung; on the
+            # search-efficiency runs this ranks trials closer to their final value at every epoch.
+            trial.report(max(uar_hist), step)
+            return step < config.epochs and trial.should_prune()  # the last epoch completes
+
+        def on_epoch(rec: dict) -> None:
+            step = rec["epoch"] + 1  # epochs completed: Hyperband's resource unit
+            uar_hist.append(round(rec["uar"], 5))
+            war_hist.append(round(rec["war"], 5))
+            stage_hist.append(rec["stage"])
+            # Written again whole after a dropped connection: every write here is idempotent.
+            prune = self._db(lambda: record(step), f"recording trial {n}'s epoch {step}")
+            self.progress.update(
+                task,
+                description=f"trial {n} epoch {min(step + 1, config.epochs)}/{config.epochs}",
+                info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
+            )
+            if prune:
+                self._db(lambda: trial.set_user_attr("pruned_at_epoch", step), f"pruning trial {n}")
+                raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
+
+        try:
+            result = fit(
+                config,
+                train,
+                val,
+                self.manifest.num_classes,
+                on_epoch,
+                on_batch,
+                checkpoint_dir=ckpt_dir,
+                resume_from=resume_from,
+                should_stop=self.stop,
+                class_names=list(self.manifest.class_names),
+            )
+        except TrainingDiverged as exc:
+            reason = str(exc)
+            self._db(lambda: trial.set_user_attr("pruned_reason", reason), f"pruning trial {n}")
+            remove_training_state(ckpt_dir)
+            raise optuna.TrialPruned(reason) from None
+        except TrainingInterrupted as exc:
+            # Saved at the exact step: fail this trial and queue a copy that resumes from it.
+            signal_name = self.stop.signal_name if self.stop else ""
+            self._db(
+                lambda e=exc: requeue_interrupted(self.study, trial, e, seed, signal_name), f"re-queuing {n}"
+            )
+            raise
+        except optuna.TrialPruned:
+            remove_training_state(ckpt_dir)
+            raise
+        finally:
+            self.progress.remove_task(task)
+        # (TrialLost leaves the checkpoints alone: the copy resumes from them.)
+        self._db(lambda: self._finish(trial, result, t0), f"finishing trial {n}")
+        if self.artifact_store is not None:
+            self._db(lambda: self._upload_artifacts(trial, result, val.labels, ckpt_dir), f"uploading {n}")
+        remove_training_state(ckpt_dir)  # best.json (the best weights) stays
+        if resume_from is not None:
+            remove_training_state(Path(resume_from).parent)
+        return result.best_uar
+
+    def _start(self, trial: optuna.Trial):
+        """Parameters, the resolved config, and the trial's attributes. Safe to run again after
+        a dropped connection: a parameter already stored is read back, not drawn again."""
         params = sample_params(trial, self.cfg.space)
         # ---- presets, retries and checkpoints (training recipes) ----
         # A seed-recipe trial fills in what the space leaves open; a retry of an interrupted
-        # trial keeps that trial's seed and resumes from its checkpoint.
+        # or dead trial keeps that trial's seed and resumes from its checkpoint.
         resume_from, seed = resume_info(trial)
         extra = preset_values(
             trial,
@@ -117,87 +226,16 @@ class Objective:
         trial.set_user_attr("seed", config.seed)
         trial.set_user_attr("code_version", code_version())
         trial.set_user_attr("threads", self.cpu.refresh(force=True) if self.cpu else current_threads())
+        return params, config, seed, resume_from, ckpt_dir
 
-        size = preprocess_for(config)["image_size"]
-        decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
-        upd = lambda done, total: self.progress.update(decode_task, completed=done, total=total)  # noqa: E731
-        train = decode_split(self.manifest, "train", size, upd)
-        val = decode_split(self.manifest, "val", size, upd)
-        self.progress.remove_task(decode_task)
-
-        uar_hist: list[float] = []
-        war_hist: list[float] = []
-        stage_hist: list[int] = []
-        task = self.progress.add_task(
-            f"trial {trial.number} epoch 1/{config.epochs}", total=None, info=_short(params)
-        )
-
-        def on_batch(done: int, total: int) -> None:
-            self.progress.update(task, completed=done, total=total)
-            if self.cpu is not None:
-                self.cpu.refresh()  # a worker that started since gets its share of the cores
-
-        def on_epoch(rec: dict) -> None:
-            step = rec["epoch"] + 1  # epochs completed: Hyperband's resource unit
-            uar_hist.append(round(rec["uar"], 5))
-            war_hist.append(round(rec["war"], 5))
-            trial.set_user_attr("uar_per_epoch", uar_hist)
-            trial.set_user_attr("war_per_epoch", war_hist)
-            stage_hist.append(rec["stage"])
-            trial.set_user_attr("stage_per_epoch", stage_hist)  # the curriculum stage (1-4)
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
-            # The pruner sees what the trial would deliver if stopped now: its best epoch so far
-            # (the value the trial returns). One noisy epoch no longer decides a rung; on the
-            # search-efficiency runs this ranks trials closer to their final value at every epoch.
-            trial.report(max(uar_hist), step)
-            self.progress.update(
-                task,
-                description=f"trial {trial.number} epoch {min(step + 1, config.epochs)}/{config.epochs}",
-                info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
-            )
-            if step < config.epochs and trial.should_prune():  # the last epoch completes
-                trial.set_user_attr("pruned_at_epoch", step)
-                raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
-
-        try:
-            result = fit(
-                config,
-                train,
-                val,
-                self.manifest.num_classes,
-                on_epoch,
-                on_batch,
-                checkpoint_dir=ckpt_dir,
-                resume_from=resume_from,
-                should_stop=self.stop,
-                class_names=list(self.manifest.class_names),
-            )
-        except TrainingDiverged as exc:
-            trial.set_user_attr("pruned_reason", str(exc))
-            remove_training_state(ckpt_dir)
-            raise optuna.TrialPruned(str(exc)) from None
-        except TrainingInterrupted as exc:
-            # Saved at the exact step: fail this trial and queue a copy that resumes from it.
-            requeue_interrupted(self.study, trial, exc, seed, self.stop.signal_name if self.stop else "")
-            self.interrupted_numbers.add(trial.number)
-            raise
-        except optuna.TrialPruned:
-            remove_training_state(ckpt_dir)
-            raise
-        finally:
-            self.progress.remove_task(task)
-        remove_training_state(ckpt_dir)  # best.json (the best weights) stays
-        if resume_from is not None:
-            remove_training_state(Path(resume_from).parent)
+    @staticmethod
+    def _finish(trial: optuna.Trial, result, t0: float) -> None:
         if result.resumed_from_epoch is not None:
             trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
         if result.swa_metrics is not None:
             trial.set_user_attr("swa_val_uar", round(result.swa_metrics["uar"], 5))
         trial.set_user_attr("best_epoch", result.best_epoch + 1)
         trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
-        if self.artifact_store is not None:
-            self._upload_artifacts(trial, result, val.labels, ckpt_dir)
-        return result.best_uar
 
     def _upload_artifacts(self, trial: optuna.Trial, result, val_labels, ckpt_dir: Path) -> None:
         """Best weights (the ``best`` checkpoint fit already wrote: its tensors and its JSON with
@@ -243,22 +281,25 @@ def run_worker(
 ) -> WorkerSummary:
     """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
 
-    SIGINT/SIGTERM: the running trial saves an ``interrupted`` checkpoint, is re-queued to
-    resume from it, and the worker returns. Checkpoints and the dashboard's artifact store live
-    under ``artifacts_dir`` (default: $FERSEARCH_ARTIFACTS, else beside an embedded journal,
-    else ./.fersearch). ``gpu``: a CUDA index, ``auto`` (the first GPU no other worker on this
-    host holds; the CPU when there is none) or None (CUDA if present, else the CPU).
-    ``threads``: CPU threads for this worker; None takes its share of the host's cores
-    (``fersearch.cpu_share``), counted again while it runs.
+    With the budget used up, the worker stays while other workers' trials run: one whose
+    worker dies goes stale and is re-queued, and this worker runs the copy. SIGINT/SIGTERM: the
+    running trial saves an ``interrupted`` checkpoint, is re-queued to resume from it, and the
+    worker returns. A storage outage is ridden out (fersearch/search/liveness.py). Checkpoints
+    and the dashboard's artifact store live under ``artifacts_dir`` (default:
+    $FERSEARCH_ARTIFACTS, else beside an embedded journal, else ./.fersearch). ``gpu``: a CUDA
+    index, ``auto`` (the first GPU no other worker on this host holds; the CPU when there is
+    none) or None (CUDA if present, else the CPU). ``threads``: CPU threads for this worker;
+    None takes its share of the host's cores (``fersearch.cpu_share``), counted again while it
+    runs.
     """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    beat_timing = timing()  # FERSEARCH_HEARTBEAT_INTERVAL / FERSEARCH_GRACE_PERIOD, checked first
     device, gpu_lock = choose_device(gpu)
-    # heartbeat=True: a killed worker's trial is failed and re-queued (RDB storages).
-    study = _db_retry(lambda: load_study(study_name, storage_url, heartbeat=True))
-    cfg = _db_retry(lambda: settings(study))
-    summary = WorkerSummary()
-    deadline = None if timeout is None else time.monotonic() + timeout
+    # one line per message, however long (a log is read with grep)
+    health = StoreHealth(lambda text: console.print(text, style="yellow", markup=False, soft_wrap=True))
+    study = health.ride_out(lambda: load_study(study_name, storage_url), "opening the study")
+    cfg = health.ride_out(lambda: settings(study), "reading the study")
     artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
     store = open_artifact_store(artifacts) if upload_artifacts else None
     # One read of the study per trial: the budget check, the progress line and the best trial.
@@ -269,110 +310,139 @@ def run_worker(
         gpu_lock,
         CpuShare(threads, wait_for_core=_trains_on_cpu(device), on_wait=console.print) as cpu,
         GracefulStop() as stop,
-        _QuietInterrupted() as quiet,
     ):
         progress.console.print(f"worker: {cpu.describe()}")
-        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget, cpu)
-        objective.interrupted_numbers = quiet.numbers
-        go_on = _db_retry(budget.left)
-        trials_task = progress.add_task(
-            f"study {study_name}", total=cfg.n_trials, info="", completed=budget.last.counted
+        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget, cpu, health)
+        loop = _Loop(objective, health, beat_timing.interval, beat_timing.grace)
+        loop.run(None if timeout is None else time.monotonic() + timeout)
+    return loop.summary
+
+
+WAIT_POLL_S = 5.0  # a worker with the budget used up reads the study this often while it waits
+
+
+class _Loop:
+    """Ask, run under a heartbeat, tell; between trials, fail and re-queue stale trials."""
+
+    def __init__(self, objective: Objective, health: StoreHealth, interval: float, grace: float):
+        self.study, self.objective, self.budget = objective.study, objective, objective.budget
+        self.health, self.interval, self.grace = health, interval, grace
+        self.progress, self.stop = objective.progress, objective.stop
+        self.say = lambda text: self.progress.console.print(text, soft_wrap=True)
+        self.summary = WorkerSummary()
+
+    def db(self, call, what: str):
+        return self.health.ride_out(call, what, self.stop)
+
+    def run(self, deadline: float | None) -> None:
+        name = self.study.study_name
+        go_on = self.read_budget()
+        task = self.progress.add_task(
+            f"study {name}", total=self.budget.n_trials, info="", completed=self.budget.last.counted
         )
-        db_errors = 0
-        while go_on and (deadline is None or time.monotonic() < deadline):
-            finished: list[optuna.trial.FrozenTrial] = []
-            objective.current = None
-            try:
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    catch=(Surplus, RuntimeError, TrainingInterrupted),
-                    callbacks=[lambda s, t: finished.append(t)],
-                )
-            except DB_ERRORS as exc:
-                # A dropped connection (database restart, pg_terminate_backend): the pool
-                # pre-pings and reconnects on the next call; the trial that was hit is queued
-                # again and resumes from its last checkpoint.
-                db_errors += 1
-                if db_errors > MAX_DB_ERRORS:
-                    raise
-                progress.console.print(
-                    f"[yellow]database connection lost[/] ({type(exc.__cause__ or exc).__name__}); "
-                    f"retrying ({db_errors}/{MAX_DB_ERRORS})"
-                )
-                time.sleep(min(30.0, 2.0**db_errors))
-                _requeue_failed(study, objective.current)
-                go_on = _db_retry(budget.left)
+        waited_for: tuple[int, ...] = ()
+        while not self.stop() and (deadline is None or time.monotonic() < deadline):
+            if not go_on:
+                others = tuple(t.number for t in self.budget.last.running)
+                if not others:
+                    break
+                if others != waited_for:
+                    self.say(
+                        f"budget used up; waiting while trial(s) {', '.join(map(str, others))} of "
+                        f"other workers run (one whose worker dies is retried here)"
+                    )
+                    waited_for = others
+                _pause(min(self.interval, WAIT_POLL_S), self.stop, deadline)
+                go_on = self.read_budget()
                 continue
-            last = finished[-1]
-            if stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
-                progress.console.print(_describe(last, _db_retry(budget.read).best))
-                progress.console.print(f"worker stopped by {stop.signal_name}")
-                break
-            if last.user_attrs.get(SURPLUS_ATTR):
-                break
-            state = last.state.name.lower()
-            summary.finished[state] = summary.finished.get(state, 0) + 1
-            go_on = _db_retry(budget.left)  # the next trial's budget check, read once
-            progress.console.print(_describe(last, budget.last.best))
-            progress.update(trials_task, completed=budget.last.counted)
-        _db_retry(lambda: sweep_stale_trials(study))
-    return summary
+            waited_for = ()
+            finished = self.one_trial()
+            if self.stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
+                if finished is not None:
+                    self.say(_describe(finished, self.db(self.budget.read, "reading the study").best))
+                self.say(f"worker stopped by {self.stop.signal_name}")
+                return
+            go_on = self.read_budget()  # the next trial's budget check, read once
+            if finished is not None:
+                state = finished.state.name.lower()
+                self.summary.finished[state] = self.summary.finished.get(state, 0) + 1
+                self.say(_describe(finished, self.budget.last.best))
+            self.progress.update(task, completed=self.budget.last.counted)
+        if self.stop():  # while it waited for other workers' trials
+            self.say(f"worker stopped by {self.stop.signal_name}")
 
+    def read_budget(self) -> bool:
+        """The read before asking; stale trials it shows are failed and re-queued first."""
+        go_on = self.db(self.budget.left, "reading the study")
+        if self.health.settled(self.grace) and stale_trials(self.budget.last.running, self.grace):
+            swept = self.db(lambda: sweep_stale_trials(self.study, self.health, self.grace), "sweeping")
+            for s in swept:
+                again = "re-queued to resume from its checkpoint" if s.requeued else "retried too often"
+                self.say(
+                    f"trial {s.number:3d} [yellow]stale[/] (no heartbeat for {s.silent_s:.0f} s): {again}"
+                )
+            if swept:
+                go_on = self.db(self.budget.left, "reading the study")
+        return go_on
 
-MAX_DB_ERRORS = 5
-DB_ERRORS = (sqlalchemy.exc.DBAPIError, optuna.exceptions.StorageInternalError)
-
-
-def _db_retry(call, attempts: int = MAX_DB_ERRORS):
-    """Run a storage read again after a dropped connection (the pool reconnects on retry)."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except DB_ERRORS:
-            if attempt == attempts - 1:
+    def one_trial(self) -> optuna.trial.FrozenTrial | None:
+        """Run one trial; its final state, or None when it ended unrun (surplus) or was taken
+        over after going stale."""
+        trial = self.db(self.study.ask, "asking for a trial")
+        value, state = None, TrialState.FAIL
+        with Heartbeat(self.study, trial, self.interval, self.health) as beat:
+            self.objective.beat = beat
+            try:
+                value, state = self.objective(trial), TrialState.COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except Surplus:
+                # Another worker took the last place in the budget first: a normal event.
+                self.say(f"trial {trial.number:3d} not run: the budget filled up as it started")
+                self.db(
+                    lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending"
+                )
+                return None
+            except TrialLost:
+                return self._lost(trial.number)
+            except TrainingInterrupted:
+                pass  # saved and re-queued by the objective
+            except StorageError:
+                raise  # the storage stayed away (or SIGINT came meanwhile): RUNNING, it goes stale
+            except RuntimeError:
+                logging.getLogger(__name__).warning("trial %d failed", trial.number, exc_info=True)
+            except Exception:
+                # a bug: the trial fails and the worker stops with the traceback
+                self.db(
+                    lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending"
+                )
                 raise
-            time.sleep(min(30.0, 2.0**attempt))
+            finally:
+                self.objective.beat = None
+            # (KeyboardInterrupt, SystemExit: the trial stays RUNNING, goes stale and is retried.)
+        if beat.lost:
+            return self._lost(trial.number)
+        told = self.db(
+            lambda: self.study.tell(trial, value, state=state, skip_if_finished=True),
+            f"ending trial {trial.number}",
+        )
+        if told.state != state and state != TrialState.FAIL:
+            return self._lost(trial.number)  # failed as stale by another process just before
+        return told
+
+    def _lost(self, number: int) -> None:
+        self.say(
+            f"trial {number:3d} [yellow]taken over[/]: its heartbeat was late, another process failed it "
+            f"and re-queued it to resume from its checkpoint"
+        )
 
 
-def _requeue_failed(study: optuna.Study, number: int | None) -> None:
-    """Queue a trial that died on a database error again, as the heartbeat retry would (the
-    copy keeps the user attributes, so it resumes from the trial's checkpoint directory)."""
-    if number is None:
-        return
-    try:
-        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-        if frozen.state == TrialState.RUNNING:
-            study._storage.set_trial_state_values(frozen._trial_id, TrialState.FAIL)
-            frozen = study._storage.get_trial(frozen._trial_id)
-        if frozen.state == TrialState.FAIL:
-            optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_RETRY, inherit_intermediate_values=True
-            )(study, frozen)
-    except Exception as exc:  # the bookkeeping must not hide the original error
-        logging.getLogger(__name__).warning("could not re-queue trial %s: %s", number, exc)
-
-
-class _QuietInterrupted(logging.Filter):
-    """While active, Optuna's failure traceback for an interrupted trial is dropped: the worker
-    reports it in one line (the trial numbers are added by the objective)."""
-
-    LOGGER = "optuna.study._optimize"
-
-    def __init__(self):
-        super().__init__()
-        self.numbers: set[int] = set()
-
-    def __enter__(self) -> _QuietInterrupted:
-        logging.getLogger(self.LOGGER).addFilter(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        logging.getLogger(self.LOGGER).removeFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(message.startswith(f"Trial {n} failed") for n in self.numbers)
+def _pause(seconds: float, stop, deadline: float | None) -> None:
+    end = time.monotonic() + seconds
+    if deadline is not None:
+        end = min(end, deadline)
+    while time.monotonic() < end and not stop():
+        time.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
 
 def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None) -> str:

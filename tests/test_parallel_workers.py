@@ -1,0 +1,84 @@
+"""Workers sharing one study: distinct sampler draws under a fixed seed, and a trial that finds the
+budget taken as it starts ends in one quiet line. Real Optuna studies on the embedded journal."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from fersearch.search.api import create_from_cli
+from fersearch.search.space import parse_space, sample_params
+from fersearch.search.storage import open_storage
+from fersearch.search.study import SURPLUS_ATTR, counted_trials, load_study, trial_seed
+
+
+def _draws(url: str, workers: int, n: int) -> dict[int, dict]:
+    """``n`` trials asked in turn by ``workers`` loaded studies (one per worker process, each
+    rebuilding the sampler from the stored space); trial number -> parameters."""
+    handles = [load_study("seeded", url) for _ in range(workers)]
+    space = parse_space(handles[0].user_attrs["fersearch:space"], source="test")
+    params = {}
+    for i in range(n):
+        study = handles[i % workers]
+        trial = study.ask()
+        params[trial.number] = sample_params(trial, space)
+        study.tell(trial, 0.5)
+    return params
+
+
+def test_workers_on_a_seeded_study_draw_distinct_parameters_and_the_study_is_reproducible(
+    tmp_path, tiny_data, tiny_space
+):
+    # the tiny space, like the demo's, sets the sampler's seed (TPE, 3 random start-up trials)
+    urls = [f"journal:{tmp_path / f'{name}.journal'}" for name in ("two", "again", "one")]
+    for url in urls:
+        create_from_cli("seeded", tiny_data, str(tiny_space), url, n_trials=6)
+    two = _draws(urls[0], workers=2, n=6)
+    values = [tuple(sorted(p.items())) for p in two.values()]
+    assert len(set(values)) == len(values), two  # no worker repeats another's draw
+    assert _draws(urls[1], workers=2, n=6) == two  # the same seed, the same study
+    one = _draws(urls[2], workers=1, n=6)
+    assert {k: one[k] for k in range(3)} == {k: two[k] for k in range(3)}  # whoever runs a trial
+    assert trial_seed(0, 1) != trial_seed(0, 2) and trial_seed(0, 1) == trial_seed(0, 1)
+
+
+def test_a_trial_that_finds_the_budget_taken_ends_in_one_quiet_line(
+    tmp_path, tiny_data, tiny_space, monkeypatch, capfd, caplog
+):
+    """Two workers see the last free place; the other one asks first. This worker's trial ends
+    unrun, counted nowhere, said in one line, no traceback."""
+    from fersearch.search import worker as worker_module
+    from fersearch.search.budget import TrialBudget
+
+    url = f"journal:{tmp_path / 'study.journal'}"
+    create_from_cli("last", tiny_data, str(tiny_space), url, n_trials=1)
+    other = optuna.load_study(study_name="last", storage=open_storage(url))
+
+    class RacedBudget(TrialBudget):
+        raced = False
+
+        def left(self) -> bool:
+            room = super().left()  # this worker sees the free place ...
+            if not RacedBudget.raced:
+                RacedBudget.raced = True
+                taken = other.ask()  # ... and the other worker takes it before this one asks
+                other.tell(taken, 0.5)
+            return room
+
+    monkeypatch.setattr(worker_module, "TrialBudget", RacedBudget)
+    out = io.StringIO()
+    caplog.set_level(logging.WARNING)
+    summary = worker_module.run_worker("last", url, console=Console(file=out, width=200))
+    assert summary.finished == {}
+    text = out.getvalue() + capfd.readouterr().err + caplog.text
+    assert "Traceback" not in text and "Surplus" not in text, text
+    about = [line for line in text.splitlines() if "trial   1" in line or "Trial 1" in line]
+    assert about == ["trial   1 not run: the budget filled up as it started"], text
+    trials = other.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs[SURPLUS_ATTR] and not trials[1].intermediate_values
+    assert [t.number for t in counted_trials(other)] == [0]

@@ -150,7 +150,9 @@ def test_last_worker_stays_until_a_dead_workers_trial_is_retried_on_postgres(
 ):
     create_from_cli("last", tiny_data, str(_space(tmp_path, tiny_space, epochs=4)), pg_url, n_trials=2)
     artifacts = tmp_path / "shared"
-    cmd = worker_command("last", pg_url, artifacts)
+    # --threads 1: a worker then takes no part in waiting for a free core, which the frozen one
+    # would hold forever on a one-core machine
+    cmd = [*worker_command("last", pg_url, artifacts), "--threads", "1"]
     # A longer grace than the survivor needs to start and run trial 1: it then finds trial 0
     # still within its grace period, and has to stay for it.
     env = worker_env(FERSEARCH_HEARTBEAT_INTERVAL="1", FERSEARCH_GRACE_PERIOD="10")

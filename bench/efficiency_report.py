@@ -11,6 +11,8 @@ import math
 import statistics
 from pathlib import Path
 
+CANDIDATES = ("default", "plain")  # the arms the goal is stated for
+
 
 def best_curve(run: dict, budget: int) -> list[float]:
     """Best complete-trial value after 0..budget epochs (NaN before the first completes)."""
@@ -191,34 +193,8 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
             f"{_fmt(s['test_uar_median'])} ({_spread(s['test_uar'])}) | "
             f"{sum(s['search_seconds']):.0f} / {sum(s['finalize_seconds']):.0f} |"
         )
-    default = summary["arms"].get("default")
-    if default and summary["has_reference"]:
-        mark = summary["mark"]
-        met = default["reach_median"] <= mark
-        within = sum(r is not None and r <= mark for r in default["reach"])
-        lines += [
-            "",
-            f"goal (default reaches `{ref}`'s final best within {mark} epochs, a third of the "
-            "reference's budget unless --mark-epochs says otherwise; median over repetitions): "
-            f"{'met' if met else 'NOT met'} ("
-            + (
-                f"median {_fmt(default['reach_median'])} epochs)"
-                if met or math.isfinite(default["reach_median"])
-                else "not reached in the median)"
-            ),
-            f"repetitions in which default reached it within {mark} epochs: "
-            f"{within} of {len(default['reach'])}",
-        ]
-    paired = summary.get("paired_test")
-    if paired and paired.get("reps"):
-        excludes = paired["low"] > 0 or paired["high"] < 0
-        lines += [
-            "",
-            f"test UAR of finalize --top 3, default minus {ref}, mean over {paired['reps']} paired "
-            f"repetition(s): {paired['difference']:+.4f}, 95% paired bootstrap over test images "
-            f"[{paired['low']:+.4f}, {paired['high']:+.4f}]"
-            + (" (excludes 0)" if excludes else " (includes 0: no difference shown)"),
-        ]
+    for arm in CANDIDATES:
+        lines += _goal_lines(summary, arm)
     lines += ["", f"curves: {png}"]
     if ref in summary["arms"]:
         corr = early_rank_correlation(results, ref)
@@ -229,6 +205,40 @@ def write_markdown(summary: dict, results: dict, png: Path) -> str:
                 + "; ".join(f"e={e}: UAR {a:.2f}, best so far {b:.2f}" for e, (a, b) in corr.items()),
             ]
     return "\n".join(lines) + "\n"
+
+
+def _goal_lines(summary: dict, arm: str) -> list[str]:
+    """The goal and the paired test of a candidate arm against the reference arm."""
+    ref = summary["reference"]
+    lines: list[str] = []
+    stats = summary["arms"].get(arm)
+    if stats and summary["has_reference"]:
+        mark = summary["mark"]
+        met = stats["reach_median"] <= mark
+        within = sum(r is not None and r <= mark for r in stats["reach"])
+        lines += [
+            "",
+            f"goal ({arm} reaches `{ref}`'s final best within {mark} epochs, a third of the "
+            "reference's budget unless --mark-epochs says otherwise; median over repetitions): "
+            f"{'met' if met else 'NOT met'} ("
+            + (
+                f"median {_fmt(stats['reach_median'])} epochs)"
+                if met or math.isfinite(stats["reach_median"])
+                else "not reached in the median)"
+            ),
+            f"repetitions in which {arm} reached it within {mark} epochs: {within} of {len(stats['reach'])}",
+        ]
+    paired = summary.get("paired_tests", {}).get(arm)
+    if paired and paired.get("reps"):
+        excludes = paired["low"] > 0 or paired["high"] < 0
+        lines += [
+            "",
+            f"test UAR of finalize --top 3, {arm} minus {ref}, mean over {paired['reps']} paired "
+            f"repetition(s): {paired['difference']:+.4f}, 95% paired bootstrap over test images "
+            f"[{paired['low']:+.4f}, {paired['high']:+.4f}]"
+            + (" (excludes 0)" if excludes else " (includes 0: no difference shown)"),
+        ]
+    return lines
 
 
 def early_rank_correlation(results: dict, arm: str) -> dict[int, tuple[float, float]]:

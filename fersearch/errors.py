@@ -38,6 +38,10 @@ class ModelError(FersearchError):
     """A backbone, head or weights file cannot be created or loaded."""
 
 
+class TrialsFailing(FersearchError):
+    """Trials failed one after another in one worker: the cause is not one trial's."""
+
+
 def one_of(received: object, valid, limit: int = 20) -> str:
     """Format 'got X; valid: a, b, c' for messages, truncating long lists."""
     valid = list(valid)

@@ -70,6 +70,61 @@ def test_condition_must_name_a_categorical_choice():
     assert "lstm" in msg and "linear" in msg
 
 
+CLIP = "open_clip:test-clip-ViT"
+BACKBONES = {"type": "categorical", "choices": ["test_resnet", CLIP]}
+
+
+def test_a_prompt_head_the_space_can_pair_with_a_timm_backbone_is_refused_at_load():
+    msg = _err(
+        {"params": {"backbone": BACKBONES, "head": {"type": "categorical", "choices": ["linear", "prompt"]}}}
+    )
+    assert "backbone: test_resnet, head: prompt" in msg and "CLIP text tower" in msg
+    assert "params.<key>.when" in msg
+
+
+def test_the_same_parts_made_conditional_load():
+    head = {"type": "categorical", "choices": ["prompt", "linear"], "when": {"backbone": CLIP}}
+    space = parse_space({"params": {"backbone": BACKBONES, "head": head}})
+    assert space.params["head"].when == {"backbone": CLIP}
+
+
+def test_a_feature_pyramid_on_a_fixed_clip_tower_is_refused():
+    msg = _err({"fixed": {"backbone": CLIP, "fpn": True}})
+    assert "single-scale" in msg and "change the fixed values" in msg
+
+
+@pytest.mark.parametrize(
+    "params, said",
+    [
+        (
+            {"fusion_heads": {"type": "int", "low": 1, "high": 8}},
+            "fusion_heads 5 does not divide the token width 96",
+        ),
+        ({"fusion_heads": {"type": "int", "low": 4, "high": 8, "step": 4}}, None),
+        (
+            {
+                "fpn": {"type": "categorical", "choices": [False, True]},
+                "fpn_dim": {"type": "int", "low": 64, "high": 128},
+            },
+            "fusion_heads 8 does not divide the token width 65",
+        ),
+        (
+            {
+                "fpn": {"type": "categorical", "choices": [False, True]},
+                "fpn_dim": {"type": "int", "low": 64, "high": 128, "step": 8, "when": {"fpn": True}},
+            },
+            None,
+        ),
+    ],
+)
+def test_fusion_heads_must_divide_every_width_the_space_can_sample(params, said):
+    raw = {"fixed": {"backbone": "test_resnet", "fusion": "xattn"}, "params": params}
+    if said is None:
+        parse_space(raw)
+    else:
+        assert said in _err(raw)
+
+
 def test_fixed_and_sampled_twice():
     msg = _err({"fixed": {"lr": 0.1}, "params": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}})
     assert "both fixed and sampled" in msg

@@ -12,7 +12,7 @@ from .backbones import (
     register_backbone_family,
     validate_backbone,
 )
-from .factory import FERModel, create_model, preprocess_for
+from .factory import FERModel, check_config, create_model, preprocess_for
 from .fusion import create_fusion, list_fusions, register_fusion
 from .heads import AUHead, HeadSpec, au_loss, create_head, list_heads, register_head
 from .necks import Neck, create_neck, list_necks, register_neck
@@ -27,6 +27,7 @@ __all__ = [
     "Neck",
     "apply_freezing",
     "au_loss",
+    "check_config",
     "backbone_preprocess",
     "create_backbone",
     "create_fusion",

@@ -22,8 +22,8 @@ from torch import nn
 
 from ..config import TrialConfig
 from ..errors import ModelError
-from .backbones import backbone_preprocess, create_backbone, validate_backbone
-from .fusion import create_fusion
+from .backbones import backbone_preprocess, check_backbone, create_backbone, validate_backbone
+from .fusion import check_heads, create_fusion
 from .heads import AUHead, HeadSpec, create_head
 from .necks import Neck
 from .optim import apply_freezing
@@ -38,6 +38,16 @@ def preprocess_for(config: TrialConfig) -> dict:
     if config.image_size:
         pre["image_size"] = config.image_size
     return pre
+
+
+def check_config(config: TrialConfig) -> None:
+    """Raise the ModelError that building this config's model would raise because its parts do
+    not fit together (a prompt head on a timm backbone, a feature pyramid on a CLIP tower,
+    fusion heads that do not divide the width), without building it: a search space checks
+    every combination it can sample when it is loaded, not when a trial builds the model."""
+    width = check_backbone(config.backbone, multi_scale=config.fpn, keep_text=config.head == "prompt")
+    if config.fusion == "xattn":
+        check_heads(config.fpn_dim if config.fpn else width, config.fusion_heads)
 
 
 class FERModel(nn.Module):

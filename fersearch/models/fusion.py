@@ -39,14 +39,18 @@ class ConcatFusion(nn.Module):
         return self.proj(torch.cat([face, ctx], dim=-1))
 
 
+def check_heads(dim: int, heads: int) -> None:
+    if dim % heads:
+        valid = [h for h in (1, 2, 4, 8, 12, 16) if dim % h == 0]
+        raise ModelError(f"fusion_heads {heads} does not divide the token width {dim}; valid: {valid}")
+
+
 class CrossAttentionLayer(nn.Module):
     """x = norm(x + attn(q=x, k=v=ctx)); x = norm(x + mlp(x)) (post-norm, as in the seed)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
-        if dim % heads:
-            valid = [h for h in (1, 2, 4, 8, 12, 16) if dim % h == 0]
-            raise ModelError(f"fusion_heads {heads} does not divide the token width {dim}; valid: {valid}")
+        check_heads(dim, heads)
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))

@@ -12,8 +12,9 @@ A space file has ``fixed`` values, sampled ``params`` and the ``sampler``/``prun
 
 Everything is checked at load, like Optuna's distributions: unknown keys, low > high, a step
 that is not positive, infinite or NaN numbers, values a TrialConfig would reject (out of its
-bounds, or a fraction for an integer key) and unknown backbones are errors naming the file and
-the key. The file must be UTF-8 text and YAML whose mappings have no duplicated key.
+bounds, or a fraction for an integer key), unknown backbones and model parts the space can
+sample together that do not fit (fersearch/search/combinations.py) are errors naming the file
+and the key. The file must be UTF-8 text and YAML whose mappings have no duplicated key.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config import MAX_SEED, TUNABLE_KEYS, DataConfig, TrialConfig, build_config, describe_validation_error
 from ..errors import ConfigError, FersearchError, SearchSpaceError, one_of
+from .combinations import check_model_combinations
 
 BUILTIN_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -280,6 +282,7 @@ def _check_keys(space: SearchSpace, source: str) -> None:
             validate_backbone(str(name))
         except FersearchError as exc:
             raise SearchSpaceError(f"{source}: backbone: {exc}") from None
+    check_model_combinations(space.fixed, space.params, source)
 
 
 # Names people type from other tools, mapped to fersearch's keys.

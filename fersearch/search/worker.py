@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
-from ..errors import StorageError
+from ..errors import FersearchError, StorageError, TrialsFailing
 from ..models import preprocess_for
 from ..presets import preset_values
 from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
@@ -318,6 +318,8 @@ def run_worker(
     return loop.summary
 
 
+MAX_FAIL_STREAK = 3  # failed trials in a row after which a worker stops (see record_failure)
+FAIL_REASON_ATTR = "fail_reason"
 WAIT_POLL_S = 5.0  # a worker with the budget used up reads the study this often while it waits
 
 
@@ -330,6 +332,7 @@ class _Loop:
         self.progress, self.stop = objective.progress, objective.stop
         self.say = lambda text: self.progress.console.print(text, soft_wrap=True)
         self.summary = WorkerSummary()
+        self.fail_streak: list[str] = []  # failures since the last trial that did not fail
 
     def db(self, call, what: str):
         return self.health.ride_out(call, what, self.stop)
@@ -409,8 +412,14 @@ class _Loop:
                 pass  # saved and re-queued by the objective
             except StorageError:
                 raise  # the storage stayed away (or SIGINT came meanwhile): RUNNING, it goes stale
-            except RuntimeError:
-                logging.getLogger(__name__).warning("trial %d failed", trial.number, exc_info=True)
+            except (FersearchError, RuntimeError) as exc:
+                # This trial's configuration, files or device (a model that cannot be built, a
+                # checkpoint that does not fit, out of memory): the trial fails with its reason
+                # and the worker goes on. torch reports its own bugs as RuntimeError too: the
+                # log keeps their traceback.
+                if not isinstance(exc, FersearchError):
+                    logging.getLogger(__name__).warning("trial %d failed", trial.number, exc_info=True)
+                self.record_failure(trial, exc)
             except Exception:
                 # a bug: the trial fails and the worker stops with the traceback
                 self.db(
@@ -428,7 +437,24 @@ class _Loop:
         )
         if told.state != state and state != TrialState.FAIL:
             return self._lost(trial.number)  # failed as stale by another process just before
+        if state != TrialState.FAIL:
+            self.fail_streak.clear()
         return told
+
+    def record_failure(self, trial: optuna.Trial, exc: Exception) -> None:
+        """Keep a failed trial's reason on it; stop after MAX_FAIL_STREAK failures in a row,
+        whose cause is then the worker's (its data, its device, the code), not one trial's."""
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        self.db(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason), f"failing trial {trial.number}")
+        self.fail_streak.append(f"trial {trial.number}: {reason}")
+        if len(self.fail_streak) >= MAX_FAIL_STREAK:
+            self.db(lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending")
+            raise TrialsFailing(
+                f"{len(self.fail_streak)} trials in a row failed in this worker, so the cause is not one "
+                f"trial's; last, {self.fail_streak[-1]}. The worker stops rather than spend the budget "
+                f"on failures: fix the cause and start it again (`fersearch status` lists the failed "
+                f"trials and their reasons)"
+            )
 
     def _lost(self, number: int) -> None:
         self.say(
@@ -455,5 +481,6 @@ def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None
         return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
     if t.user_attrs.get("interrupted_checkpoint"):
         return f"trial {t.number:3d} [yellow]interrupted[/], re-queued to resume  {best_txt}"
-    reason = t.system_attrs.get("fail_reason", "")
-    return f"trial {t.number:3d} [red]{t.state.name.lower()}[/] {reason}  {best_txt}"
+    reason = t.user_attrs.get(FAIL_REASON_ATTR) or t.system_attrs.get("fail_reason", "")
+    state = "failed" if t.state == TrialState.FAIL else t.state.name.lower()
+    return f"trial {t.number:3d} [red]{state}[/]{': ' + reason if reason else ''}  {best_txt}"

@@ -49,7 +49,8 @@ CURATED = (
 
 
 def register_backbone_family(prefix: str, family) -> None:
-    """Add a family (an object with validate/preprocess/create) reached as ``prefix:<name>``."""
+    """Add a family (an object with validate/check/width/preprocess/create) reached as
+    ``prefix:<name>``."""
     _FAMILIES.register(prefix)(family)
 
 
@@ -78,6 +79,15 @@ def validate_backbone(name: str) -> None:
     family.validate(rest)
 
 
+def check_backbone(name: str, multi_scale: bool = False, keep_text: bool = False) -> int:
+    """Raise the ModelError building this backbone with these options would raise, without
+    building it; return the width of its deepest map."""
+    family, rest = _split(name)
+    family.validate(rest)
+    family.check(rest, multi_scale=multi_scale, keep_text=keep_text)
+    return family.width(rest, multi_scale)
+
+
 def backbone_preprocess(name: str, pretrained: bool | str = False) -> dict:
     """mean, std, image_size from the backbone's own (pretrained) config, without building it."""
     family, rest = _split(name)
@@ -102,6 +112,7 @@ __all__ = [
     "Backbone",
     "FeatureMaps",
     "backbone_preprocess",
+    "check_backbone",
     "create_backbone",
     "list_backbone_families",
     "list_backbones",

@@ -14,6 +14,14 @@ class FeatureMaps:
     prefix: torch.Tensor | None = None  # (B, P, C_last) class tokens (ViT, CLIP), else None
 
 
+def needs_text_tower(backbone: str) -> str:
+    """What is wrong with a prompt head on a backbone that has no CLIP text tower."""
+    return (
+        f"head 'prompt' needs a CLIP text tower; backbone {backbone!r} has none. "
+        f"Use an open_clip backbone (open_clip:ViT-B-16, open_clip:ViT-B-32) or another head"
+    )
+
+
 class Backbone(nn.Module):
     """x (B, 3, H, W) -> FeatureMaps. ``channels[i]`` is the width of ``maps[i]``."""
 

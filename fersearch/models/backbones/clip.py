@@ -35,6 +35,13 @@ def _default_tag(name: str) -> str | None:
     return "openai" if "openai" in tags else tags[0]
 
 
+NO_PLAIN_VIT = (
+    "open_clip:{name} has no plain ViT image tower; valid: ViT CLIP models such as "
+    "open_clip:ViT-B-16, open_clip:ViT-B-32"
+)
+NO_PROMPTABLE_TEXT = "this open_clip model's text tower cannot take learned prompts; use a CLIP ViT"
+
+
 class OpenClipFamily:
     def validate(self, name: str) -> None:
         models = open_clip.list_models()
@@ -89,12 +96,31 @@ class OpenClipFamily:
         clip_cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
         return url_file(cfg["url"], clip_cache, what=what), cfg
 
-    def create(self, name, pretrained, image_size, multi_scale, keep_text) -> OpenClipBackbone:
+    def check(self, name: str, multi_scale: bool, keep_text: bool) -> None:
+        """The ModelError ``create`` would raise for these options, found from the model's
+        config alone (cheap: a search space checks every combination it can sample)."""
         if multi_scale:
             raise ModelError(
                 f"open_clip:{name} has a single-scale token map; the feature pyramid (fpn: true) "
                 f"needs a multi-scale timm backbone"
             )
+        cfg = open_clip.get_model_config(name) or {}
+        vision, text = cfg.get("vision_cfg", {}), cfg.get("text_cfg", {})
+        if (
+            vision.get("timm_model_name")
+            or isinstance(vision.get("layers"), (list, tuple))
+            or vision.get("attentional_pool")
+        ):
+            raise ModelError(NO_PLAIN_VIT.format(name=name))
+        if keep_text and (text.get("hf_model_name") or text.get("embed_cls")):
+            raise ModelError(NO_PROMPTABLE_TEXT)
+
+    def width(self, name: str, multi_scale: bool = False) -> int:
+        """The channels of the deepest map: CLIP's embedding width (tokens are projected)."""
+        return int(open_clip.get_model_config(name)["embed_dim"])
+
+    def create(self, name, pretrained, image_size, multi_scale, keep_text) -> OpenClipBackbone:
+        self.check(name, multi_scale, keep_text)
         return OpenClipBackbone(name, pretrained, image_size, keep_text)
 
 
@@ -120,10 +146,7 @@ class OpenClipBackbone(Backbone):
             logging.getLogger().disabled = was
         visual = clip.visual
         if not isinstance(visual, open_clip.transformer.VisionTransformer) or visual.attn_pool is not None:
-            raise ModelError(
-                f"open_clip:{name} has no plain ViT image tower; valid: ViT CLIP models such as "
-                f"open_clip:ViT-B-16, open_clip:ViT-B-32"
-            )
+            raise ModelError(NO_PLAIN_VIT.format(name=name))
         self.visual = visual
         self.name = name
         self.channels = [visual.output_dim]
@@ -167,7 +190,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         text = clip if hasattr(clip, "token_embedding") else getattr(clip, "text", None)
         if text is None or not hasattr(text, "token_embedding") or getattr(text, "cls_emb", None) is not None:
-            raise ModelError("this open_clip model's text tower cannot take learned prompts; use a CLIP ViT")
+            raise ModelError(NO_PROMPTABLE_TEXT)
         self.token_embedding = text.token_embedding
         self.positional_embedding = text.positional_embedding
         self.transformer = text.transformer

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import ModelError
+from ..backbones.base import needs_text_tower
 from ..pooling import create_pool
 from . import HeadSpec, register_head
 from .classifier import head_dropout
@@ -34,10 +35,7 @@ class PromptHead(nn.Module):
         cfg = spec.config
         take = getattr(spec.backbone, "take_text_encoder", None)
         if take is None:
-            raise ModelError(
-                f"head 'prompt' needs a CLIP text tower; backbone {cfg.backbone!r} has none. "
-                f"Use an open_clip backbone (open_clip:ViT-B-16, open_clip:ViT-B-32) or another head"
-            )
+            raise ModelError(needs_text_tower(cfg.backbone))
         self.text = take()
         self.text.requires_grad_(False)  # CoOp: only the context vectors learn
         names = spec.class_names or [f"class {i}" for i in range(spec.num_classes)]

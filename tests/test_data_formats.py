@@ -436,3 +436,12 @@ def test_raer_json_box_errors(tmp_path):
     save(tmp_path / "clips/a/0.jpg", face(0))
     with pytest.raises(DataError, match=r"face\.json\[clips/a\]\[0\.jpg\]: a box must be"):
         read_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["train_/../../../../etc/secret.jpg", "train_\\..\\..\\x.jpg"])
+def test_a_label_file_naming_a_file_outside_the_dataset_is_refused(tmp_path, name):
+    write_rafdb(tmp_path, [("train_0001.jpg", 1), ("test_0001.jpg", 2)])
+    with (tmp_path / "EmoLabel/list_patition_label.txt").open("a") as f:
+        f.write(f"{name} 3\n")
+    with pytest.raises(DataError, match="the train split lists .* which leads outside the dataset folder"):
+        read_dataset(tmp_path)

@@ -565,3 +565,23 @@ def test_an_exception_mid_build_leaves_no_temporary_files(tmp_path):
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
     arrays = load_split(m, "train", 32, directory=cache)  # and the next build is whole
     assert len(arrays.paths) == 8
+
+
+@pytest.mark.parametrize(
+    "orientation, upright_corner", [(1, (0, 0)), (3, (19, 39)), (6, (0, 19)), (8, (39, 0))]
+)
+def test_exif_orientation_is_applied_as_a_phone_shows_the_photo(tmp_path, orientation, upright_corner):
+    from fersearch.data.imageio import image_size
+
+    pixels = np.zeros((20, 40, 3), np.uint8)  # 40 wide, 20 high; the stored top-left is white
+    pixels[:4, :4] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(pixels).save(path, quality=95, exif=exif)
+    rgb = np.asarray(open_image(path))
+    sideways = orientation in (6, 8)
+    assert rgb.shape[:2] == ((40, 20) if sideways else (20, 40))
+    assert image_size(path) == ((20, 40) if sideways else (40, 20))
+    y, x = upright_corner
+    assert rgb[y, x].min() > 200 and rgb[rgb.shape[0] // 2, rgb.shape[1] // 2].max() < 50

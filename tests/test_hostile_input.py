@@ -125,6 +125,18 @@ def test_remove_training_state_never_deletes_outside_its_folder(tmp_path):
     assert (folder / "interrupted.json").exists() and victims[2].read_text() == "precious"
 
 
+def test_only_folders_inside_the_checkpoints_count_as_a_trials_own(tmp_path):
+    from fersearch.search.trial_state import in_checkpoints
+
+    own = checkpoint_dir_for(tmp_path, "s", 3)
+    own.mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (own.parent / "link").symlink_to(tmp_path / "elsewhere")
+    assert in_checkpoints(tmp_path, own) and in_checkpoints(tmp_path, own / "last.json")
+    for outside in [tmp_path / "elsewhere", own.parent / "link", own / ".." / ".." / "..", "/etc", "x\0y"]:
+        assert not in_checkpoints(tmp_path, outside), outside
+
+
 def test_a_new_checkpoint_never_deletes_what_a_tampered_one_names_outside(tmp_path):
     import torch
 
@@ -207,7 +219,7 @@ def test_random_bytes_are_not_a_journal(capsys, tmp_path):
 def test_grpc_to_a_closed_or_silent_port_is_one_line(capsys, monkeypatch, listening):
     import fersearch.search.storage as storage
 
-    monkeypatch.setattr(storage, "GRPC_CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setenv(storage.GRPC_TIMEOUT_ENV, "2")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -224,6 +236,12 @@ def test_grpc_to_a_closed_or_silent_port_is_one_line(capsys, monkeypatch, listen
         sock.close()
     assert time.monotonic() - t0 < 20
     assert f"grpc://127.0.0.1:{port}" in line and "fersearch storage-proxy" in line
+
+
+def test_a_grpc_timeout_that_is_not_a_number_is_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("FERSEARCH_GRPC_CONNECT_TIMEOUT", "soon")
+    line = _one_line_error(*_run(capsys, ["status", "--study", "s", "--storage", "grpc://127.0.0.1:1"]))
+    assert "FERSEARCH_GRPC_CONNECT_TIMEOUT must be a number of seconds (got 'soon')" in line
 
 
 def test_a_password_with_at_signs_is_never_printed(capsys):

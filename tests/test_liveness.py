@@ -294,6 +294,18 @@ def test_timing_comes_from_the_environment_and_is_checked(monkeypatch):
     assert (timing().interval, timing().grace) == (20.0, 60.0)
 
 
+def test_fractional_or_bad_timings_reach_the_database_storage_as_numbers_or_one_error(monkeypatch, pg_url):
+    from fersearch.search.storage import open_storage
+
+    monkeypatch.setenv("FERSEARCH_HEARTBEAT_INTERVAL", "2.5")
+    monkeypatch.setenv("FERSEARCH_GRACE_PERIOD", "9.5")
+    storage = open_storage(pg_url, heartbeat=True)  # read when opened: no crash on import
+    assert (storage.heartbeat_interval, storage.grace_period) == (2, 10)
+    monkeypatch.setenv("FERSEARCH_GRACE_PERIOD", "inf")
+    with pytest.raises(InvalidArgument, match="FERSEARCH_GRACE_PERIOD must be a finite number"):
+        open_storage(pg_url, heartbeat=True)
+
+
 def _running_since(study: optuna.Study, seconds_ago: float) -> optuna.trial.FrozenTrial:
     """A RUNNING trial whose worker was last heard of ``seconds_ago``."""
     t = optuna.trial.create_trial(

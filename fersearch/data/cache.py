@@ -46,7 +46,8 @@ from .manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: 16-bit and float images scaled to 8 bits (1 clipped them to 255 / 0)
+# 2: 16-bit and float images scaled to 8 bits (1 clipped them to 255 / 0); 3: EXIF orientation
+CACHE_VERSION = 3
 CROPS = ("face", "full")  # face: crop to the reader's face box when there is one; full: never crop
 ENV_DIR = "FERSEARCH_CACHE_DIR"
 _THREADS = 4  # PIL and OpenCV release the GIL while decoding and resizing

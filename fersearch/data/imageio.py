@@ -7,6 +7,9 @@ cache counts and lists; one bad file never costs the others.
 Every image mode PIL opens comes out as 8-bit RGB. PIL's own ``convert("RGB")`` clips 16-bit,
 32-bit integer and float pixels instead of scaling them (a 16-bit PNG turned all white, a float
 TIFF all black), so those modes are scaled here (see ``to_8bit``).
+
+A photo's EXIF orientation is applied, as OpenCV's ``imread`` and every photo viewer do: a phone
+picture taken sideways comes out upright, and face boxes refer to the upright image.
 """
 
 from __future__ import annotations
@@ -85,7 +88,10 @@ def open_image(path: Path, min_side: int | None = None, max_side: int | None = N
         with Image.open(path, formats=_formats()) as im:
             _draft(im, min_side)
             _check_pixels(*im.size)
+            turn = _orientation(im)
             rgb = _to_rgb(im)
+            if turn is not None:  # as a camera or phone shows it: upright
+                rgb = rgb.transpose(turn)
     except FileNotFoundError:
         raise Unreadable("missing") from None
     except Image.DecompressionBombError as exc:  # PIL's own hard limit, checked when opening
@@ -105,7 +111,8 @@ def image_size(path: Path) -> tuple[int, int]:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise Unreadable("not a regular file")
         with Image.open(path, formats=_formats()) as im:
-            return im.size
+            turn = _orientation(im)
+            return im.size[::-1] if turn in _SIDEWAYS else im.size
     except FileNotFoundError:
         raise Unreadable("missing") from None
     except Image.DecompressionBombError as exc:
@@ -114,6 +121,28 @@ def image_size(path: Path) -> tuple[int, int]:
         raise Unreadable("not an image") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise Unreadable(f"unreadable ({str(exc)[:60]})") from None
+
+
+# EXIF orientation (tag 0x0112) -> the transpose that makes the image upright, as
+# PIL.ImageOps.exif_transpose does; 5-8 swap width and height.
+_ORIENTATION_TAG = 0x0112
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SIDEWAYS = {_TRANSPOSES[k] for k in (5, 6, 7, 8)}
+
+
+def _orientation(im: Image.Image) -> Image.Transpose | None:
+    try:
+        return _TRANSPOSES.get(im.getexif().get(_ORIENTATION_TAG))
+    except Exception:  # a malformed EXIF block: PIL raises many types; the pixels are still fine
+        return None
 
 
 def _bomb_reason(exc: Exception) -> str:

@@ -44,7 +44,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import InvalidArgument, StorageError
 from .optuna_compat import storage_of, trial_id
-from .storage import MAX_RETRY
 
 INTERVAL_ENV = "FERSEARCH_HEARTBEAT_INTERVAL"
 GRACE_ENV = "FERSEARCH_GRACE_PERIOD"
@@ -63,18 +62,25 @@ class Timing:
     grace: float  # a trial silent for longer is stale
 
 
+MAX_RETRY = 3  # a trial whose workers keep dying is re-queued at most this often
+
+
+def env_seconds(env: str, default: float) -> float:
+    """A duration in seconds from an environment variable (read when called, so a bad value is
+    one clear error where it is used, not a crash on import)."""
+    raw = os.environ.get(env, "")
+    try:
+        value = float(raw) if raw.strip() else default
+    except ValueError:
+        raise InvalidArgument(f"{env} must be a number of seconds (got {raw!r})") from None
+    if not 0 < value < float("inf"):
+        raise InvalidArgument(f"{env} must be a finite number of seconds above 0 (got {raw!r})")
+    return value
+
+
 def timing() -> Timing:
     """The heartbeat interval and grace period from the environment (read on every call)."""
-    values = {}
-    for env, default in ((INTERVAL_ENV, 20.0), (GRACE_ENV, 60.0)):
-        raw = os.environ.get(env, "")
-        try:
-            values[env] = float(raw) if raw.strip() else default
-        except ValueError:
-            raise InvalidArgument(f"{env} must be a number of seconds (got {raw!r})") from None
-        if not values[env] > 0:
-            raise InvalidArgument(f"{env} must be more than 0 seconds (got {raw!r})")
-    interval, grace = values[INTERVAL_ENV], values[GRACE_ENV]
+    interval, grace = env_seconds(INTERVAL_ENV, 20.0), env_seconds(GRACE_ENV, 60.0)
     if grace <= interval:
         raise InvalidArgument(
             f"{GRACE_ENV} ({grace:g} s) must be longer than {INTERVAL_ENV} ({interval:g} s), "

@@ -30,6 +30,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from ..errors import StorageError
+from .liveness import MAX_RETRY, env_seconds, timing
 
 ENV_VAR = "FERSEARCH_STORAGE"
 DEFAULT_JOURNAL = Path(".fersearch") / "journal.log"
@@ -66,13 +67,6 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
-# A worker proves it is alive every HEARTBEAT_S; a trial silent for GRACE_S is failed and
-# re-queued with the same parameters (RDB storages only: Optuna's journal has no heartbeat).
-HEARTBEAT_S = int(os.environ.get("FERSEARCH_HEARTBEAT_INTERVAL", "20"))
-GRACE_S = int(os.environ.get("FERSEARCH_GRACE_PERIOD", "60"))
-MAX_RETRY = 3
-
-
 def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.storages.BaseStorage:
     """Open the storage a URL names. ``heartbeat=True`` is for workers: trials of a killed
     worker are then retried (and resume from their checkpoint) instead of staying RUNNING."""
@@ -102,9 +96,12 @@ def open_storage(url: str | None = None, heartbeat: bool = False) -> optuna.stor
     if heartbeat:
         # Heartbeats have been "experimental" in Optuna since 2.x; the warning is noise here.
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        # On a database, Optuna's own heartbeat runs beside fersearch's (liveness.py, every
+        # store): both with the same interval and grace period, and the same retry limit.
+        beat_timing = timing()
         beat = {
-            "heartbeat_interval": HEARTBEAT_S,
-            "grace_period": GRACE_S,
+            "heartbeat_interval": max(1, round(beat_timing.interval)),
+            "grace_period": max(2, round(beat_timing.grace)),
             "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_RETRY, inherit_intermediate_values=True
             ),
@@ -274,6 +271,7 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise StorageError(f"storage URL {url!r} must look like grpc://HOST:PORT (port 1-65535)")
+    wait_s = env_seconds(GRPC_TIMEOUT_ENV, 10.0)
     try:
         from optuna.storages import GrpcStorageProxy
     except ImportError:
@@ -284,15 +282,15 @@ def _open_grpc(url: str) -> optuna.storages.BaseStorage:
     try:
         # Optuna's client calls have no deadline: without this wait, a closed port raises deep
         # inside the first call and a silent one hangs forever.
-        proxy.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
+        proxy.wait_server_ready(timeout=wait_s)
     except ConnectionError:
         proxy.close()
         raise StorageError(
-            f"no storage proxy answered at {url} within {GRPC_CONNECT_TIMEOUT_S:g} s; start one on "
+            f"no storage proxy answered at {url} within {wait_s:g} s; start one on "
             f"that host with `fersearch storage-proxy --storage DATABASE_URL`, check the host, port "
             f"and any SSH tunnel, or omit --storage to use the embedded store {DEFAULT_JOURNAL}"
         ) from None
     return proxy
 
 
-GRPC_CONNECT_TIMEOUT_S = float(os.environ.get("FERSEARCH_GRPC_CONNECT_TIMEOUT", "10"))
+GRPC_TIMEOUT_ENV = "FERSEARCH_GRPC_CONNECT_TIMEOUT"

@@ -59,6 +59,16 @@ def checkpoint_dir_for(artifacts_dir: Path, study_name: str, trial_number: int) 
     return Path(artifacts_dir) / "checkpoints" / study_folder_name(study_name) / f"trial_{int(trial_number)}"
 
 
+def in_checkpoints(artifacts_dir: Path, path: str | Path) -> bool:
+    """Whether ``path`` lies inside this artifacts folder's checkpoints (links resolved): a
+    trial attribute naming any other folder is never a place to delete from."""
+    root = (Path(artifacts_dir) / "checkpoints").resolve()
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):  # a loop of links, a NUL byte
+        return False
+
+
 def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
     """(checkpoint to resume from or None, the seed to use) for a trial about to run.
 

@@ -40,6 +40,7 @@ from .study import SURPLUS_ATTR, StudySettings, load_study, settings
 from .trial_state import (
     checkpoint_dir_for,
     default_artifacts_dir,
+    in_checkpoints,
     remove_training_state,
     requeue_interrupted,
     resume_info,
@@ -197,8 +198,8 @@ class Objective:
         if self.artifact_store is not None:
             self._db(lambda: self._upload_artifacts(trial, result, val.labels, ckpt_dir), f"uploading {n}")
         remove_training_state(ckpt_dir)  # best.json (the best weights) stays
-        if resume_from is not None:
-            remove_training_state(Path(resume_from).parent)
+        if resume_from is not None and in_checkpoints(self.artifacts_dir, Path(resume_from).parent):
+            remove_training_state(Path(resume_from).parent)  # (elsewhere: another host's, or tampered)
         return result.best_uar
 
     def _start(self, trial: optuna.Trial):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ...errors import DataError, one_of
+from ..imageio import source_file
 from ..manifest import Manifest
 from . import affectnet, caers, fer2013, ferplus, imagefolder, raer, rafce, rafdb, rafdb_compound
 
@@ -91,14 +92,36 @@ def read_dataset(root: str | Path, format: str = "auto") -> Manifest:
     if not root.is_dir():
         raise DataError(f"data path {str(root)!r} is a file, not a directory")
     if format != "auto":
-        return get_format(format).read(root)
+        return _confined(get_format(format).read(root))
     name = detect_format(root)
     if name is not None:
         log.info("%s: detected the %s layout (%s)", root, name, _FORMATS[name].description)
-        return _FORMATS[name].read(root)
+        return _confined(_FORMATS[name].read(root))
     seen = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]
     supported = "; ".join(f"{f.name}: {f.description}" for f in _FORMATS.values())
     raise DataError(
         f"{str(root)!r} is not a known dataset layout (it contains: {', '.join(seen) or 'nothing'}). "
         f"Supported layouts: {supported}. Name one with --format if detection is wrong"
     )
+
+
+def _confined(manifest: Manifest) -> Manifest:
+    """Refuse a label file that names a file outside the dataset folder (an absolute path, a
+    '..' step, a drive): a dataset is read from its own folder only. (A symbolic link inside the
+    folder is the owner's choice and is followed.)"""
+    for split, samples in manifest.splits.items():
+        for ref, _ in samples:
+            frames = manifest.clips[ref].frames if manifest.clips and ref in manifest.clips else ()
+            for name in (source_file(ref), *frames):
+                if _leaves_folder(name):
+                    raise DataError(
+                        f"{str(manifest.root)!r}: the {split} split lists {name!r}, which leads outside the "
+                        f"dataset folder; its label files must name files inside it (relative paths, "
+                        f"no '..')"
+                    )
+    return manifest
+
+
+def _leaves_folder(name: str) -> bool:
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts or bool(PureWindowsPath(name).drive) or "\0" in name

@@ -166,8 +166,6 @@ class TrialConfig(BaseModel):
     cutmix_alpha: float = Field(0.0, ge=0.0)
     mix_prob: float = Field(1.0, ge=0.0, le=1.0)
     cutmix_switch_prob: float = Field(0.5, ge=0.0, le=1.0)
-    # multi-task action units: BCE on au_logits when the data carries AU targets
-    au_loss_weight: float = Field(1.0, ge=0.0)
     # weight averaging and distillation
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="0: off; else validate the EMA")
     swa_start: float | None = Field(None, ge=0.0, lt=1.0, description="None: no SWA")

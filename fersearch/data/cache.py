@@ -65,6 +65,34 @@ class SplitArrays:
     skip_reasons: dict[str, str] = field(default_factory=dict)
     cache_file: Path | None = None
 
+    def subset(self, idx) -> SplitArrays:
+        """The samples at ``idx``, every per-sample array with them (context views, AU targets)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        return SplitArrays(
+            images=self.images[idx],
+            labels=self.labels[idx],
+            paths=[self.paths[i] for i in idx],
+            context=self.context[idx] if self.context is not None else None,
+            au=self.au[idx] if self.au is not None else None,
+        )
+
+    @staticmethod
+    def concat(*parts: SplitArrays) -> SplitArrays:
+        """Splits one after another (train + val for a refit). An optional array (context, AU
+        targets) is kept only when every part has it: a part without it could not fill it."""
+
+        def joined(name: str):
+            arrays = [getattr(p, name) for p in parts]
+            return np.concatenate(arrays) if all(a is not None for a in arrays) else None
+
+        return SplitArrays(
+            images=np.concatenate([p.images for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            paths=[path for p in parts for path in p.paths],
+            context=joined("context"),
+            au=joined("au"),
+        )
+
 
 def cache_dir(root: Path) -> Path:
     """Where a dataset's cache lives: $FERSEARCH_CACHE_DIR, beside the data, or the user cache."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..data.cache import SplitArrays
 from ..data.manifest import Manifest
 from ..errors import InvalidArgument
 from ..metrics import summarize
@@ -22,7 +23,7 @@ from ..models import preprocess_for
 from . import tta
 from .calibrate import apply_bias
 from .ensemble import combine
-from .retrain import MemberStore, concat, split_arrays, train_member
+from .retrain import MemberStore, split_arrays, train_member
 from .select import MemberSpec
 
 
@@ -38,15 +39,6 @@ def stratified_kfold(labels, k: int, seed: int = 0) -> list[np.ndarray]:
         raise InvalidArgument(f"--cv {k} needs at least {k} images; the pool has {len(labels)}")
     fold = fold_of_each(labels, k, seed)
     return [np.flatnonzero(fold == f) for f in range(k)]
-
-
-def _subset(arrays, idx):
-    from ..data.decode import SplitArrays
-
-    context = arrays.context[idx] if arrays.context is not None else None
-    return SplitArrays(
-        arrays.images[idx], arrays.labels[idx], [arrays.paths[i] for i in idx], context=context
-    )
 
 
 def cross_validate(
@@ -67,7 +59,9 @@ def cross_validate(
     for spec in specs:
         size = preprocess_for(spec.config)["image_size"]
         if size not in pools:
-            pools[size] = concat(split_arrays(manifest, "train", size), split_arrays(manifest, "val", size))
+            pools[size] = SplitArrays.concat(
+                split_arrays(manifest, "train", size), split_arrays(manifest, "val", size)
+            )
     labels = next(iter(pools.values())).labels
     fold_idx = stratified_kfold(labels, folds, seed)
     results = []
@@ -80,8 +74,8 @@ def cross_validate(
             m = train_member(
                 spec,
                 store,
-                _subset(pool, train_idx),
-                _subset(pool, held_idx),
+                pool.subset(train_idx),
+                pool.subset(held_idx),
                 n_cls,
                 "last",
                 views,

@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data import load_manifest
+from ..data.cache import SplitArrays
 from ..data.views import packed_split
 from ..errors import InvalidArgument, ModelError, one_of
 from ..metrics import summarize
@@ -40,7 +41,7 @@ from .bootstrap import bootstrap
 from .cv import cross_validate
 from .export import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk
 from .report import baselines, metrics_block, write_report
-from .retrain import MemberStore, TrainedMember, concat, save_array, split_arrays, train_member
+from .retrain import MemberStore, TrainedMember, save_array, split_arrays, train_member
 from .select import MemberSpec, member_specs, search_history, top_trials
 
 RETRAIN_ON = ("train", "train+val")
@@ -390,7 +391,7 @@ def _refit_trainval(specs, manifest, members_root, progress) -> list[TrainedMemb
             train_member(
                 spec,
                 store,
-                concat(train, val),
+                SplitArrays.concat(train, val),
                 val,
                 manifest.num_classes,
                 "last",

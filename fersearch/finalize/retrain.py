@@ -43,16 +43,6 @@ def split_arrays(manifest: Manifest, split: str, size: int) -> SplitArrays:
     return decode.decode_split(manifest, split, size)
 
 
-def concat(*parts: SplitArrays) -> SplitArrays:
-    has_context = all(p.context is not None for p in parts)
-    return SplitArrays(
-        images=np.concatenate([p.images for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]),
-        paths=[path for p in parts for path in p.paths],
-        context=np.concatenate([p.context for p in parts]) if has_context else None,
-    )
-
-
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -29,11 +29,12 @@ from pathlib import Path
 import optuna
 import sqlalchemy as sa
 
+from fersearch.search import attrs
+
 # Imported here, before the worker processes fork, as Optuna is: the figures are the steady
 # state of a worker that runs for hours, not a module import inside the timed window.
 from fersearch.search.budget import Surplus, TrialBudget
 from fersearch.search.storage import open_storage
-from fersearch.search.study import SURPLUS_ATTR
 
 ADMIN = os.environ.get("FERSEARCH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 STEPS = 20
@@ -83,7 +84,7 @@ def _fersearch_worker(url: str, study: str, n_total: int, out: mp.Queue) -> None
 
     def objective(trial: optuna.Trial) -> float:
         if budget.is_surplus(trial):  # as Objective.__call__ does before any work
-            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr(attrs.SURPLUS, True)
             raise Surplus()
         return work(trial)
 
@@ -100,7 +101,7 @@ def _fersearch_worker(url: str, study: str, n_total: int, out: mp.Queue) -> None
             s.optimize(objective, n_trials=1, catch=(Surplus,), callbacks=[cb])
         except Exception:
             errors += 1
-        if finished and finished[-1].user_attrs.get(SURPLUS_ATTR):
+        if finished and finished[-1].user_attrs.get(attrs.SURPLUS):
             break
         go_on = budget.left()  # the worker reads the study once per trial
     out.put({"timings": {k: v for k, v in timings.items() if not k.startswith("_")}, "errors": errors})

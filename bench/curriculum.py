@@ -43,7 +43,7 @@ from fersearch.config import DataConfig, build_config  # noqa: E402
 from fersearch.data import load_manifest  # noqa: E402
 from fersearch.data.decode import decode_split  # noqa: E402
 from fersearch.data.synthetic import DIFFICULTIES, generate  # noqa: E402
-from fersearch.presets import get_preset  # noqa: E402
+from fersearch.search.presets import get_preset  # noqa: E402
 from fersearch.train import fit  # noqa: E402
 
 ARMS = {

@@ -33,12 +33,11 @@ import torch
 from PIL import Image
 
 from fersearch.config import build_config
-from fersearch.finalize import tta
-from fersearch.finalize.calibrate import apply_bias
-from fersearch.finalize.ensemble import combine
-from fersearch.finalize.export import Ensemble, export_onnx, load_ensemble, save_ensemble, size_on_disk
+from fersearch.ensemble import Ensemble, export_onnx, load_ensemble, save_ensemble, size_on_disk, tta
+from fersearch.ensemble.probs import apply_bias, combine
 from fersearch.models import create_model
 from fersearch.predict import predict_images
+from fersearch.train.evaluate import predict_views
 
 BACKBONES = ["resnet18", "efficientnet_b0", "mobilenetv2_100", "convnext_atto", "regnety_004"]
 CLASSES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
@@ -81,8 +80,7 @@ class Before:
     def predict_probs(self, images_by_size):
         e = self.ens
         members = [
-            tta.predict_views(m, images_by_size(m.preprocess["image_size"]), e.views).mean(0)
-            for m in e.models
+            predict_views(m, images_by_size(m.preprocess["image_size"]), e.views).mean(0) for m in e.models
         ]
         return apply_bias(combine(np.stack(members), e.weights), e.bias)
 
@@ -121,7 +119,7 @@ def per_member(ens: dict, arrays: np.ndarray, backbones: list[str], n: int) -> N
         for j, name in enumerate(backbones):
             if isinstance(e, Before):
                 m = e.ens.models[j]
-                fns[(name, p)] = lambda i, m=m: tta.predict_views(m, arrays[i : i + 1], view)
+                fns[(name, p)] = lambda i, m=m: predict_views(m, arrays[i : i + 1], view)
             else:
                 fns[(name, p)] = lambda i, r=e.runners[j]: r(arrays[i : i + 1], view)
     results = round_robin(fns, n)

@@ -75,7 +75,6 @@ from fersearch.data import load_manifest
 from fersearch.data.decode import decode_split
 from fersearch.data.synthetic import DIFFICULTIES, generate
 from fersearch.finalize import finalize, pipeline
-from fersearch.presets import PRESET_ATTR
 from fersearch.search.space import SearchSpace, load_space, parse_space
 from fersearch.search.study import create_study, settings
 from fersearch.search.worker import Objective
@@ -88,6 +87,8 @@ from efficiency_report import (  # noqa: E402
     summarize_arms,
     write_markdown,
 )
+
+from fersearch.search import attrs
 
 ARMS = ("default", "plain", "random", "random_hb", "seeds")
 REFERENCE = "random"  # "epochs to reach" is measured against this arm's final best
@@ -150,10 +151,10 @@ def run_arm(arm, space, data_cfg, budget, workdir: Path, device: str) -> dict:
                 "epochs": ran,
                 "cum_epochs": consumed,
                 "value": t.value,
-                "uar_per_epoch": t.user_attrs.get("uar_per_epoch", []),
-                "preset": t.user_attrs.get(PRESET_ATTR),
+                "uar_per_epoch": t.user_attrs.get(attrs.UAR_PER_EPOCH, []),
+                "preset": t.user_attrs.get(attrs.PRESET),
                 "params": t.params,
-                "seconds": t.user_attrs.get("wall_seconds"),
+                "seconds": t.user_attrs.get(attrs.WALL_SECONDS),
             }
         )
         best = max((x["value"] for x in trials if x["state"] == "COMPLETE"), default=float("nan"))
@@ -171,15 +172,18 @@ def _waiting(study: optuna.Study) -> bool:
 
 def _enqueue_recipes_again(study: optuna.Study) -> None:
     """Hand-tuning: the recipes of the first pass again (same parameters), with new trial seeds."""
-    first = [t for t in study.trials if t.user_attrs.get(PRESET_ATTR)]
-    n_recipes = len(study.user_attrs["fersearch:seed_recipes"])
+    first = [t for t in study.trials if t.user_attrs.get(attrs.PRESET)]
+    n_recipes = len(study.user_attrs[attrs.SEED_RECIPES])
     for t in first[:n_recipes]:
-        attrs = {PRESET_ATTR: t.user_attrs[PRESET_ATTR], "preset_skipped": t.user_attrs.get("preset_skipped")}
-        study.enqueue_trial(dict(t.params), user_attrs=attrs)
+        user = {
+            attrs.PRESET: t.user_attrs[attrs.PRESET],
+            attrs.PRESET_SKIPPED: t.user_attrs.get(attrs.PRESET_SKIPPED),
+        }
+        study.enqueue_trial(dict(t.params), user_attrs=user)
 
 
 def _epochs_trained(t: optuna.trial.FrozenTrial, epochs: int) -> int:
-    done = len(t.user_attrs.get("uar_per_epoch", []))
+    done = len(t.user_attrs.get(attrs.UAR_PER_EPOCH, []))
     partial = t.state != optuna.trial.TrialState.COMPLETE and "pruned_at_epoch" not in t.user_attrs
     if partial and done < epochs:
         done += 1  # diverged or failed inside an epoch: that partial epoch was spent too

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from fersearch.search import attrs
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quiet  # noqa: E402
 
@@ -75,7 +77,7 @@ def run_arm(name: str, data: Path, space: Path, trials: int, work: Path) -> dict
 
     study = optuna.load_study(study_name="b", storage=open_storage(storage))
     done = [t for t in study.get_trials() if t.state.name == "COMPLETE"]
-    threads_used = sorted({t.user_attrs.get("threads") for t in done})
+    threads_used = sorted({t.user_attrs.get(attrs.THREADS) for t in done})
     return {"arm": name, "seconds": round(wall, 2), "complete": len(done), "threads": threads_used}
 
 

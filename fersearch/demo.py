@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .cpu_share import CpuShare
+from .data.synthetic import generate
 from .finalize import finalize
 from .progress import bar
 from .search.api import create_from_cli
@@ -37,8 +38,6 @@ def run_demo(
     val_fraction: float = 0.2,
     console: Console | None = None,
 ) -> dict[str, Path]:
-    from .data.synthetic import generate
-
     console = console or Console(stderr=True)
     out = Path(out)
     data_dir = out / "data"

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from .ensemble import Ensemble, resize_rgb
 from .errors import InvalidArgument, one_of
-from .finalize.export import Ensemble, resize_rgb
 from .models import FERModel
-from .train.augment import to_input
+from .runtime import to_input
 
 
 def gradcam(model: FERModel, image: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from .data.imageio import Unreadable, open_image
+from .ensemble import Ensemble
 from .errors import DataError, InvalidArgument, ModelError
-from .finalize.export import Ensemble
 
 log = logging.getLogger(__name__)
 

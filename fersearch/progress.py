@@ -1,4 +1,5 @@
-"""A rich progress bar behind a plain ``update(done, total)`` callback."""
+"""Progress bars, one look for every command: ``bar`` (a plain ``update(done, total)``
+callback) and ``tasks`` (several rows, for finalize's stages and a worker's trials)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,12 @@ def bar(description: str, console: Console | None = None) -> Iterator[Callable[[
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+def tasks(console: Console, info: bool = False) -> Progress:
+    """A rich Progress for several rows (``add_task`` / ``advance`` / ``remove_task``);
+    ``info=True`` adds a column for each task's ``info`` field (a trial's latest figures)."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns, console=console)

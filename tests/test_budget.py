@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from fersearch.search import attrs
 from fersearch.search.budget import Surplus, TrialBudget
 from fersearch.search.storage import open_storage
-from fersearch.search.study import RETRY_OF_ATTR, SURPLUS_ATTR, counted_trials
+from fersearch.search.study import counted_trials
 
 pytestmark = pytest.mark.postgres
 
@@ -23,14 +24,14 @@ def _worker_loop(study: optuna.Study, budget: TrialBudget, objective) -> None:
 
     def guarded(trial: optuna.Trial) -> float:
         if budget.is_surplus(trial):
-            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr(attrs.SURPLUS, True)
             raise Surplus()
         return objective(trial)
 
     while budget.left():
         done: list = []
         study.optimize(guarded, n_trials=1, catch=(Surplus,), callbacks=[lambda s, t: done.append(t)])
-        if done[-1].user_attrs.get(SURPLUS_ATTR):
+        if done[-1].user_attrs.get(attrs.SURPLUS):
             break
 
 
@@ -61,11 +62,11 @@ def test_concurrent_workers_run_exactly_the_budget_and_queued_trials_once(pg_url
 
     trials = optuna.load_study(study_name="b", storage=open_storage(pg_url)).get_trials()
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    ran = [t for t in trials if not t.user_attrs.get(SURPLUS_ATTR)]
+    ran = [t for t in trials if not t.user_attrs.get(attrs.SURPLUS)]
     assert len(ran) == n_trials == len(counted_trials(study))
     assert all(t.state == TrialState.COMPLETE for t in ran)
     assert sorted(t.params["x"] for t in ran if "fixed_params" in t.system_attrs) == queued
-    surplus = [t for t in trials if t.user_attrs.get(SURPLUS_ATTR)]
+    surplus = [t for t in trials if t.user_attrs.get(attrs.SURPLUS)]
     assert all(t.state == TrialState.FAIL and not t.intermediate_values for t in surplus)
     assert len(surplus) <= len(procs) - 1  # at most one per worker that found the budget full
 
@@ -117,7 +118,7 @@ def test_a_trial_started_after_the_last_place_was_taken_is_surplus(pg_url):
     assert not budget.left()
 
     # a re-queued copy of an interrupted trial runs even with the budget used up
-    study.enqueue_trial({}, user_attrs={RETRY_OF_ATTR: taken.number})
+    study.enqueue_trial({}, user_attrs={attrs.RETRY_OF: taken.number})
     assert budget.left()
     study.optimize(objective, n_trials=1)
     assert checks[-1][0] is False

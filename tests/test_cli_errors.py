@@ -18,6 +18,22 @@ def _run(capsys, argv) -> tuple[int, str]:
     return rc, err
 
 
+def _search(data, space, storage: str, *extra: str) -> list[str]:
+    """The argv of `fersearch search` on study "x"."""
+    return [
+        "search",
+        "--study",
+        "x",
+        "--data",
+        str(data),
+        "--space",
+        str(space),
+        "--storage",
+        storage,
+        *extra,
+    ]
+
+
 def _one_line_error(rc: int, err: str) -> str:
     assert rc == 2
     lines = [line for line in err.splitlines() if line.strip()]
@@ -31,17 +47,7 @@ def test_missing_data_directory(capsys, tmp_path, journal_url):
     line = _one_line_error(
         *_run(
             capsys,
-            [
-                "search",
-                "--study",
-                "x",
-                "--data",
-                str(tmp_path / "nope"),
-                "--space",
-                "demo",
-                "--storage",
-                journal_url,
-            ],
+            _search(str(tmp_path / "nope"), "demo", journal_url),
         )
     )
     assert "does not exist" in line and "fersearch synth" in line
@@ -53,7 +59,7 @@ def test_directory_of_unknown_layout(capsys, tmp_path, journal_url):
     line = _one_line_error(
         *_run(
             capsys,
-            ["search", "--study", "x", "--data", str(tmp_path), "--space", "demo", "--storage", journal_url],
+            _search(str(tmp_path), "demo", journal_url),
         )
     )
     assert "not a known dataset layout" in line and "notes.txt" in line and "rafdb" in line
@@ -65,7 +71,7 @@ def test_label_out_of_range_names_file_and_line(capsys, tmp_path, journal_url):
     line = _one_line_error(
         *_run(
             capsys,
-            ["search", "--study", "x", "--data", str(tmp_path), "--space", "demo", "--storage", journal_url],
+            _search(str(tmp_path), "demo", journal_url),
         )
     )
     assert "list_patition_label.txt:2" in line and "out of range" in line
@@ -86,17 +92,7 @@ def test_unknown_backbone_in_space(capsys, tmp_path, tiny_data, journal_url):
     line = _one_line_error(
         *_run(
             capsys,
-            [
-                "search",
-                "--study",
-                "x",
-                "--data",
-                str(tiny_data),
-                "--space",
-                str(space),
-                "--storage",
-                journal_url,
-            ],
+            _search(str(tiny_data), str(space), journal_url),
         )
     )
     assert "bad.yaml" in line and "convnxt_tiny" in line and "convnext_tiny" in line
@@ -108,17 +104,7 @@ def test_invalid_space_low_above_high(capsys, tmp_path, tiny_data, journal_url):
     line = _one_line_error(
         *_run(
             capsys,
-            [
-                "search",
-                "--study",
-                "x",
-                "--data",
-                str(tiny_data),
-                "--space",
-                str(space),
-                "--storage",
-                journal_url,
-            ],
+            _search(str(tiny_data), str(space), journal_url),
         )
     )
     assert "bad.yaml" in line and "params.lr" in line and "low (0.1) > high (0.001)" in line
@@ -127,11 +113,7 @@ def test_invalid_space_low_above_high(capsys, tmp_path, tiny_data, journal_url):
 def test_unreachable_database_masks_password(capsys, tiny_data):
     url = "postgresql+psycopg2://fer:s3cret-pw@127.0.0.1:1/nodb"
     t0 = time.monotonic()
-    line = _one_line_error(
-        *_run(
-            capsys, ["search", "--study", "x", "--data", str(tiny_data), "--space", "demo", "--storage", url]
-        )
-    )
+    line = _one_line_error(*_run(capsys, _search(tiny_data, "demo", url)))
     assert time.monotonic() - t0 < 30
     assert "cannot open study storage" in line and "s3cret-pw" not in line and "fer:***@" in line
 

@@ -119,7 +119,8 @@ def test_basic_pipeline_on_the_device_matches_its_recipe():
     every view of a packed sample gets the same draw; the generator makes it repeatable."""
     import torch
 
-    from fersearch.train.augment import basic_on_device, to_input
+    from fersearch.runtime import to_input
+    from fersearch.train.augment import basic_on_device
 
     rng = np.random.default_rng(0)
     one = rng.integers(0, 255, (16, 24, 24, 3), dtype=np.uint8)

@@ -385,7 +385,7 @@ def test_unknown_layout_lists_supported(tmp_path):
     assert "notes.txt" in text
     for name in ("rafdb", "rafce", "affectnet", "fer2013", "ferplus", "caers", "raer", "imagefolder"):
         assert f"{name}:" in text
-    with pytest.raises(DataError, match="unknown data format: got 'rafdbb'"):
+    with pytest.raises(DataError, match=r"unknown data format 'rafdbb' \(did you mean rafdb"):
         read_dataset(tmp_path, "rafdbb")
     assert {"rafdb", "rafdb_compound", "affectnet7"} <= set(list_formats())
 

@@ -378,7 +378,7 @@ def ensemble(tmp_path_factory) -> Path:
     import torch
 
     from fersearch.config import build_config
-    from fersearch.finalize.export import save_ensemble
+    from fersearch.ensemble import save_ensemble
     from fersearch.models import create_model
 
     torch.manual_seed(0)

@@ -24,9 +24,9 @@ from optuna.trial import TrialState
 from test_service import worker_command, worker_env
 
 from fersearch.errors import InvalidArgument, StorageError
+from fersearch.search import attrs
 from fersearch.search.api import create_from_cli
 from fersearch.search.liveness import (
-    HEARTBEAT_ATTR,
     Heartbeat,
     StoreHealth,
     TrialLost,
@@ -330,7 +330,7 @@ def test_sweeping_fails_a_stale_trial_once_and_queues_one_copy(tmp_path):
     study, _ = create_study("s", parse_space(TINY_SPACE, "t"), DataConfig(root=str(tmp_path)), None, url)
     stale = _running_since(study, 100)
     alive = _running_since(study, 100)
-    storage_of(study).set_trial_system_attr(trial_id(alive), HEARTBEAT_ATTR, time.time())  # it beat
+    storage_of(study).set_trial_system_attr(trial_id(alive), attrs.HEARTBEAT, time.time())  # it beat
     # two workers sweeping, one after the other, each with its own storage
     others = [optuna.load_study(study_name="s", storage=open_storage(url)) for _ in range(2)]
     lines = study_status(others[0]).lines()
@@ -353,7 +353,7 @@ def test_a_worker_whose_trial_was_failed_elsewhere_learns_it_from_its_heartbeat(
     trial = study.ask()
     sweeper = optuna.load_study(study_name="s", storage=open_storage(url))
     with Heartbeat(study, trial, 0.1, StoreHealth()) as beat:
-        first = study.get_trials()[0].system_attrs[HEARTBEAT_ATTR]
+        first = study.get_trials()[0].system_attrs[attrs.HEARTBEAT]
         assert time.time() - first < 5  # beats from the start
         beat.check()  # alive
         storage_of(sweeper).set_trial_state_values(trial_id(trial), TrialState.FAIL)  # "stale" elsewhere
@@ -430,7 +430,7 @@ def test_heartbeat_sweep_and_outage_through_the_grpc_proxy(pg_url, tmp_path):
         stale = _running_since(study, 100)
         trial = study.ask()
         with Heartbeat(study, trial, 0.1, StoreHealth()) as beat:
-            assert HEARTBEAT_ATTR in study.get_trials()[trial.number].system_attrs
+            assert attrs.HEARTBEAT in study.get_trials()[trial.number].system_attrs
             swept = sweep_stale_trials(optuna.load_study(study_name="g", storage=open_storage(url)), grace=60)
             assert [(s.number, s.requeued) for s in swept] == [(stale.number, True)]  # not the beating one
             assert study.get_trials()[-1].system_attrs["retry_history"] == [stale.number]

@@ -10,10 +10,11 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
+from fersearch.search import attrs
 from fersearch.search.api import create_from_cli
 from fersearch.search.space import parse_space, sample_params
 from fersearch.search.storage import open_storage
-from fersearch.search.study import SURPLUS_ATTR, counted_trials, load_study, trial_seed
+from fersearch.search.study import counted_trials, load_study, trial_seed
 
 
 def _draws(url: str, workers: int, n: int) -> dict[int, dict]:
@@ -80,5 +81,5 @@ def test_a_trial_that_finds_the_budget_taken_ends_in_one_quiet_line(
     assert about == ["trial   1 not run: the budget filled up as it started"], text
     trials = other.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
-    assert trials[1].user_attrs[SURPLUS_ATTR] and not trials[1].intermediate_values
+    assert trials[1].user_attrs[attrs.SURPLUS] and not trials[1].intermediate_values
     assert [t.number for t in counted_trials(other)] == [0]

@@ -136,10 +136,17 @@ def test_compose_file_shape(compose):
     pg = s["postgres"]
     assert pg["image"] == "postgres:16"
     assert "healthcheck" in pg and "ports" not in pg  # not published on the host
+    # the database lives in a named volume (docker-compose config writes it out in one of two forms)
     assert any(
-        v.endswith(":/var/lib/postgresql/data:rw") or "/var/lib/postgresql/data" in str(v)
+        v in ("pgdata:/var/lib/postgresql/data:rw", "pgdata:/var/lib/postgresql/data")
+        or (
+            isinstance(v, dict)
+            and v.get("source") == "pgdata"
+            and v.get("target") == "/var/lib/postgresql/data"
+        )
         for v in pg["volumes"]
-    )
+    ), pg["volumes"]
+    assert "pgdata" in compose["volumes"]
     assert all(str(p).startswith("127.0.0.1:") for p in s["dashboard"]["ports"])
     assert s["create"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     workers = s["workers"]
@@ -147,8 +154,15 @@ def test_compose_file_shape(compose):
     assert workers["restart"] == "on-failure"
     device = workers["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert workers["build" if "build" in workers else "image"]
-    assert (REPO / "workers" / "Dockerfile").is_file()
+    # `create` builds the image from this repository's workers/Dockerfile, and the workers and
+    # the dashboard run it (`docker-compose config` of Debian's docker-compose prints the image
+    # only: the build is read from the file itself)
+    assert {s[name]["image"] for name in ("create", "workers", "dashboard")} == {"fersearch-worker:latest"}
+    build = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["create"]["build"]
+    assert (REPO / build["context"]).resolve() == REPO.resolve()
+    assert (REPO / build["context"] / build["dockerfile"]).resolve() == (
+        REPO / "workers" / "Dockerfile"
+    ).resolve()
     # the password reaches the storage URL from .env, never from the file itself
     assert "not-a-real-secret" in s["workers"]["environment"]["FERSEARCH_STORAGE"]
     assert "not-a-real-secret" not in (REPO / "docker-compose.yml").read_text()
@@ -246,7 +260,7 @@ def _browse_dashboard(base: str, study: optuna.Study, trial: optuna.trial.Frozen
 def test_three_workers_run_the_budget_exactly_and_each_seed_recipe_once(
     pg_url, tmp_path, tiny_data, tiny_space
 ):
-    from fersearch.presets import PRESETS
+    from fersearch.search.presets import PRESETS
 
     # The tiny space's fixed keys win over the recipes' (backbone, image size, epochs, batch);
     # the oversampling of one recipe (8,000 images per class) is fixed small to keep trials short.

@@ -10,7 +10,8 @@ from conftest import TINY_SPACE  # tests/ is on sys.path (see tests/conftest.py)
 from optuna.trial import TrialState
 
 from fersearch.cli import main
-from fersearch.search.worker import FAIL_REASON_ATTR, MAX_FAIL_STREAK
+from fersearch.search import attrs
+from fersearch.search.worker import MAX_FAIL_STREAK
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_a_trial_that_cannot_build_its_model_fails_with_its_reason_and_the_worke
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE] * 2
     for t in trials[::2]:
-        assert missing in t.user_attrs[FAIL_REASON_ATTR] and "ModelError" in t.user_attrs[FAIL_REASON_ATTR]
+        assert missing in t.user_attrs[attrs.FAIL_REASON] and "ModelError" in t.user_attrs[attrs.FAIL_REASON]
     assert "trial   0 failed: ModelError: pretrained weights file" in out
     assert "Traceback" not in out
 

@@ -1,7 +1,13 @@
-"""One module per CLI verb (accelerate-style); importing this package registers them all.
+"""The CLI verbs (accelerate-style), one module per verb or per group of verbs a user runs
+together; importing this package registers them all:
 
-To add a verb: write ``commands/<verb>.py`` with an ``@app.command()`` function that parses
-arguments and calls the library, then import it below.
+    search.py     search (one process: create + worker), worker
+    service.py    create, status, dashboard, storage-proxy (a study run as a service)
+    data.py       data inspect, data prepare
+    finalize.py, predict.py, explain.py, export_onnx.py, demo.py, synth.py    one verb each
+
+A verb's function parses its arguments and calls the library, nothing else. To add one: an
+``@app.command()`` function in the module of its group (or ``commands/<verb>.py``), imported below.
 """
 
 # The imports register the verbs.

@@ -179,7 +179,7 @@ SeedRecipesOpt = Annotated[
     bool,
     typer.Option(
         "--seed-recipes",
-        help="When creating the study, enqueue the seed documents' recipes (fersearch/presets.py) "
+        help="When creating the study, enqueue the seed documents' recipes (fersearch/search/presets.py) "
         "as its first trials.",
     ),
 ]

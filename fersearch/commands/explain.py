@@ -24,9 +24,9 @@ def explain(
 ) -> None:
     """Where each member looks: Grad-CAM for the predicted (or given) class, one PNG per member."""
     from ..data.imageio import Unreadable, open_image
+    from ..ensemble import load_ensemble
     from ..errors import DataError
     from ..explain import explain as run_explain
-    from ..finalize.export import load_ensemble
     from ..predict import MAX_SIDE, FaceCropper
 
     check_output_dir(out, "--out")

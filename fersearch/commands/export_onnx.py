@@ -16,9 +16,9 @@ def export_onnx(
     model: Annotated[Path, typer.Option("--model", help="The ensemble directory finalize exported.")],
 ) -> None:
     """One ONNX file per member (normalised NCHW float in, logits out), SHA-256 in the manifest."""
+    from ..ensemble import MANIFEST, load_ensemble, onnx_available
+    from ..ensemble import export_onnx as run_export
     from ..errors import ModelError
-    from ..finalize.export import MANIFEST, load_ensemble, onnx_available
-    from ..finalize.export import export_onnx as run_export
 
     if not onnx_available():
         raise ModelError(

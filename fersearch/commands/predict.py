@@ -42,8 +42,8 @@ def predict(
 ) -> None:
     """Top emotions with probabilities, one CSV row per image or video frame."""
     from ..cpu_share import CpuShare
+    from ..ensemble import load_ensemble
     from ..errors import InvalidArgument
-    from ..finalize.export import load_ensemble
     from ..predict import collect_inputs
 
     if top < 1:

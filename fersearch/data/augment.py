@@ -1,6 +1,6 @@
 """Training augmentation pipelines (albumentations) by name, with one searchable strength knob,
 progressive strength over training phases. (Test-time augmentation views are finalize's:
-``fersearch.finalize.tta``.)
+``fersearch.ensemble.tta``.)
 
 Pipelines work on uint8 RGB images of the cached size and return the same size: normalisation
 (mean/std from the backbone's pretrained config) happens afterwards on the device, in
@@ -17,17 +17,40 @@ Strength scales every magnitude linearly; 1.0 is the documented recipe, 0 is (ne
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from ..errors import InvalidArgument, one_of
+from .fast_basic import FastBasic, supports
 from .views import split_views
 
 # albumentations checks PyPI for a newer version on import; workers run offline.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 PIPELINES = ("none", "basic", "strong")
+
+
+@dataclass(frozen=True)
+class BasicRecipe:
+    """The ``basic`` recipe's numbers at strength 1 (seed 000's values), defined once: the
+    albumentations pipeline below, its fast path (fast_basic.py, read from that pipeline) and the
+    on-device version (train/augment.basic_on_device) all take them from here."""
+
+    flip_p: float = 0.5
+    shift: float = 0.05  # a fraction of the side, each way
+    scale: float = 0.05
+    rotate_deg: float = 10.0
+    affine_p: float = 0.8
+    brightness: float = 0.1
+    contrast: float = 0.1
+    saturation: float = 0.1
+    hue: float = 0.05  # a fraction of a turn
+    jitter_p: float = 0.8
+
+
+BASIC = BasicRecipe()
 
 
 def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None = None, views: int = 1):
@@ -45,21 +68,22 @@ def build_pipeline(name: str, size: int, strength: float = 1.0, seed: int | None
     if name == "none":
         ops = []
     elif name == "basic":
+        r = BASIC
         ops = [
-            A.HorizontalFlip(p=0.5),
+            A.HorizontalFlip(p=r.flip_p),
             A.Affine(
-                translate_percent=(-0.05 * s, 0.05 * s),
-                scale=(1 - 0.05 * s, 1 + 0.05 * s),
-                rotate=(-10 * s, 10 * s),
+                translate_percent=(-r.shift * s, r.shift * s),
+                scale=(1 - r.scale * s, 1 + r.scale * s),
+                rotate=(-r.rotate_deg * s, r.rotate_deg * s),
                 border_mode=cv2.BORDER_REFLECT_101,
-                p=min(1.0, 0.8 * s),
+                p=min(1.0, r.affine_p * s),
             ),
             A.ColorJitter(
-                brightness=0.1 * s,
-                contrast=0.1 * s,
-                saturation=0.1 * s,
-                hue=min(0.5, 0.05 * s),
-                p=min(1.0, 0.8 * s),
+                brightness=r.brightness * s,
+                contrast=r.contrast * s,
+                saturation=r.saturation * s,
+                hue=min(0.5, r.hue * s),
+                p=min(1.0, r.jitter_p * s),
             ),
         ]
     else:  # strong
@@ -120,8 +144,6 @@ def batch_augmenter(name: str, size: int, strength: float = 1.0, views: int = 1)
     ``basic`` runs through ``fast_basic.FastBasic``, built from (and checked against) the
     albumentations Compose of ``build_pipeline``: the same transforms, ranges and OpenCV calls,
     without albumentations' per-call overhead. Other pipelines call the Compose per sample."""
-    from .fast_basic import FastBasic, supports
-
     pipe = build_pipeline(name, size, strength, views=views)
     if name == "basic" and supports(pipe):
         return FastBasic(pipe)

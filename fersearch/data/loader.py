@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgument
-from .augment import batch_augmenter, build_pipeline
+from .augment import batch_augmenter, build_pipeline, progressive_strength
 from .views import num_views, pack
 
 
@@ -232,8 +232,6 @@ class TrainLoader:
 def strength_at(config, epoch: int, stage_scale: list[float] | None = None) -> float:
     """The augmentation strength of ``epoch``: constant or progressive over ``augment_phases``,
     times the curriculum stage's multiplier, capped at 3."""
-    from .augment import progressive_strength
-
     end, start = config.augment_strength, config.augment_strength_start
     base = end
     if start is not None and config.augment_phases > 1:

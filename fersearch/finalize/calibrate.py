@@ -15,21 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ensemble.probs import apply_bias, log_probs
 from ..metrics import summarize
 
 GRID = np.round(np.arange(-3.0, 3.0001, 0.05), 4)
-
-
-def log_probs(probs: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(probs.astype(np.float64), 1e-12, 1.0))
-
-
-def apply_bias(probs: np.ndarray, bias) -> np.ndarray:
-    """Calibrated probabilities softmax(log p + b); argmax is the calibrated prediction."""
-    z = log_probs(probs) + np.asarray(bias, dtype=np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _uar_batch(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:

@@ -17,12 +17,12 @@ import numpy as np
 
 from ..data.cache import SplitArrays
 from ..data.manifest import Manifest
+from ..data.splits import stratified_kfold as fold_of_each
+from ..ensemble import tta
+from ..ensemble.probs import apply_bias, combine
 from ..errors import InvalidArgument
 from ..metrics import summarize
 from ..models import preprocess_for
-from . import tta
-from .calibrate import apply_bias
-from .ensemble import combine
 from .retrain import MemberStore, split_arrays, train_member
 from .select import MemberSpec
 
@@ -30,8 +30,6 @@ from .select import MemberSpec
 def stratified_kfold(labels, k: int, seed: int = 0) -> list[np.ndarray]:
     """K disjoint, stratified index arrays covering every sample: the folds of
     ``fersearch.data.splits.stratified_kfold``, with errors worded for ``--cv``."""
-    from ..data.splits import stratified_kfold as fold_of_each
-
     labels = np.asarray(labels)
     if k < 2:
         raise InvalidArgument(f"--cv needs at least 2 folds (got {k})")

@@ -25,37 +25,29 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..data import load_manifest
 from ..data.cache import SplitArrays
 from ..data.views import packed_split
+from ..ensemble import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk, tta
+from ..ensemble.probs import apply_bias, combine
 from ..errors import InvalidArgument, ModelError, one_of
 from ..metrics import summarize
 from ..models import preprocess_for
+from ..progress import tasks
+from ..runtime import resolve_device
 from ..search.study import load_study, settings
-from ..train.loop import resolve_device
+from ..train.evaluate import predict_views
 from ..version import code_version
-from . import calibrate, ensemble, tta
+from . import calibrate, weighting
 from .bootstrap import bootstrap
 from .cv import cross_validate
-from .export import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk
 from .report import baselines, metrics_block, write_report
 from .retrain import MemberStore, TrainedMember, save_array, split_arrays, train_member
 from .select import MemberSpec, member_specs, search_history, top_trials
 
 RETRAIN_ON = ("train", "train+val")
 TTA_MODES = ("auto", *tta.VIEW_SETS)
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
 
 
 def _check_args(top: int, seeds: int, retrain_on: str, cv: int | None, tta_mode: str) -> None:
@@ -105,7 +97,7 @@ def choose_view_set(member_views: np.ndarray, view_names: list[str], labels, n_c
         if not set(tta.VIEW_SETS[name]) <= set(view_names):
             continue
         idx = [view_names.index(v) for v in tta.VIEW_SETS[name]]
-        uar, loglik = ensemble.score(labels, member_views[:, idx].mean(1).mean(0), n_cls)
+        uar, loglik = weighting.score(labels, member_views[:, idx].mean(1).mean(0), n_cls)
         scores[name] = {"uar": uar, "nll": -loglik, "views": len(idx)}
         if best is None or uar > scores[best]["uar"]:
             best = name
@@ -153,7 +145,7 @@ def finalize(
     view_names = [v.name for v in views]
     members_root = out / "members"
 
-    progress = _progress(console)
+    progress = tasks(console)
     with progress:
         # 1. Retrain on train; the validation split picks each member's epoch.
         members = _retrain_all(
@@ -166,9 +158,9 @@ def finalize(
     tta_choice = choose_view_set(member_views, view_names, val_labels, n_cls)
     view_set = tta_choice["chosen"]
     member_val = np.stack([_apply_views(m, view_set) for m in members])  # (M, Nval, K)
-    selection, decision = ensemble.choose_weights(member_val, val_labels, n_cls)
+    selection, decision = weighting.choose_weights(member_val, val_labels, n_cls)
     weights = np.asarray(selection.weights)
-    val_raw = ensemble.combine(member_val, weights)
+    val_raw = combine(member_val, weights)
     bias = calibrate.fit_bias(val_raw, val_labels, n_cls)
     crossfit = calibrate.crossfit_gain(val_raw, val_labels, n_cls)
     # Offsets that do not help on held-out halves of validation are noise fitted to a small
@@ -197,14 +189,14 @@ def finalize(
     deployed = [members[i] for i in selected]
     if retrain_on == "train+val":
         refit_specs = [_fixed_epochs(members[i]) for i in selected]
-        with _progress(console) as progress:
+        with tasks(console) as progress:
             deployed = _refit_trainval(refit_specs, manifest, members_root, progress)
 
     # 6. Cross-validation of the fixed recipe on train+val (never test).
     cv_result = None
     if cv is not None:
         cv_specs = [_fixed_epochs(members[i]) for i in selected]
-        with _progress(console) as progress:
+        with tasks(console) as progress:
             task = progress.add_task(f"finalize: {cv}-fold cross-validation", total=cv)
             cv_result = cross_validate(
                 cv_specs,
@@ -229,20 +221,20 @@ def finalize(
     def test_probs(m: TrainedMember) -> np.ndarray:
         model = m.load_model(n_cls).to(resolve_device(m.config.device))
         test = test_sets[preprocess_for(m.config)["image_size"]]
-        p = tta.predict_views(model, packed_split(test, m.config.fusion != "none"), views_chosen)
+        p = predict_views(model, packed_split(test, m.config.fusion != "none"), views_chosen)
         p = p.mean(0)
         save_array(m.dir / f"test_probs_{view_set}.npy", p)  # kept beside the member, for audits
         return p
 
     member_test = np.stack([test_probs(m) for m in members])
-    test_raw = ensemble.combine(member_test, weights)
+    test_raw = combine(member_test, weights)
     if retrain_on == "train+val":
         deployed_test = np.stack([test_probs(m) for m in deployed])
-        deployed_raw = ensemble.combine(deployed_test, weights[selected])
+        deployed_raw = combine(deployed_test, weights[selected])
     else:
         deployed_test, deployed_raw = None, test_raw
-    test_final = calibrate.apply_bias(deployed_raw, bias)
-    val_final = calibrate.apply_bias(val_raw, bias)
+    test_final = apply_bias(deployed_raw, bias)
+    val_final = apply_bias(val_raw, bias)
 
     # Export first, so latency and size are measured on the artefact people will deploy.
     out.mkdir(parents=True, exist_ok=True)
@@ -429,11 +421,11 @@ def _comparison_rows(member_val, member_test, weights, bias, best, deployed_raw,
     for name, label, fn in (
         ("best_single", "best single member (by validation UAR)", lambda p: p[best]),
         ("plain_mean", "plain mean of all members", lambda p: p.mean(0)),
-        ("ensemble", "chosen ensemble weights", lambda p: ensemble.combine(p, weights)),
+        ("ensemble", "chosen ensemble weights", lambda p: combine(p, weights)),
         (
             "ensemble_calibrated",
             "chosen ensemble weights + calibration",
-            lambda p: calibrate.apply_bias(ensemble.combine(p, weights), bias),
+            lambda p: apply_bias(combine(p, weights), bias),
         ),
     ):
         v, t = both(fn)
@@ -442,7 +434,7 @@ def _comparison_rows(member_val, member_test, weights, bias, best, deployed_raw,
         rows["deployed"] = {
             "label": "deployed: selected members refit on train+val + calibration",
             "val": None,  # val was training data for these models: no honest number exists
-            "test": calibrate.apply_bias(deployed_raw, bias),
+            "test": apply_bias(deployed_raw, bias),
         }
     return rows
 

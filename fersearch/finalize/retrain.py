@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,18 +18,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..config import TrialConfig, build_config
 from ..data import decode
 from ..data.decode import SplitArrays
 from ..data.manifest import Manifest
 from ..data.views import packed_split
+from ..ensemble import tta
+from ..ensemble.weights import atomic_write, load_weights, save_weights, verify_weights
 from ..errors import ModelError
 from ..models import FERModel, create_model
+from ..runtime import resolve_device
 from ..train import fit
-from ..train.loop import resolve_device
-from . import tta
+from ..train.evaluate import predict_views
 from .select import MemberSpec
 
 WEIGHTS = "model.safetensors"
@@ -43,23 +43,9 @@ def split_arrays(manifest: Manifest, split: str, size: int) -> SplitArrays:
     return decode.decode_split(manifest, split, size)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fingerprint(config: TrialConfig, stage: str, splits: dict[str, list[str]]) -> str:
     payload = {"config": config.to_json_dict(), "stage": stage, "splits": splits}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _atomic_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_array(path: Path, arr: np.ndarray) -> None:
@@ -67,7 +53,7 @@ def save_array(path: Path, arr: np.ndarray) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, arr, allow_pickle=False)
 
-    _atomic_bytes(path, write)
+    atomic_write(path, write)
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -79,34 +65,6 @@ def load_array(path: Path) -> np.ndarray:
         raise ModelError(
             f"saved predictions {str(path)!r} are unreadable ({exc}); delete its directory"
         ) from None
-
-
-def save_weights(path: Path, model: torch.nn.Module) -> str:
-    # safetensors refuses tensors that share storage (timm's ConvNeXt head norm is registered
-    # under two names): private CPU copies, as the training checkpoints do.
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-    _atomic_bytes(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    return sha256_file(path)
-
-
-def verify_weights(path: Path, expected_sha256: str | None, fix: str) -> None:
-    """A missing file, or one whose bytes changed since it was written, is a ModelError."""
-    if not path.is_file():
-        raise ModelError(f"weights file {str(path)!r} is missing; {fix}")
-    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
-        raise ModelError(
-            f"weights file {str(path)!r} does not match the SHA-256 recorded when it was written "
-            f"(corrupted, truncated or replaced); {fix}"
-        )
-
-
-def load_weights(model: torch.nn.Module, path: Path, expected_sha256: str | None, fix: str) -> None:
-    """Load safetensors weights into ``model``; any missing, altered or corrupt file is a ModelError."""
-    verify_weights(path, expected_sha256, fix)
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except Exception as exc:  # safetensors and torch raise several types on corrupt files
-        raise ModelError(f"weights file {str(path)!r} is unreadable ({exc}); {fix}") from None
 
 
 @dataclass
@@ -186,7 +144,7 @@ class MemberStore:
             "weights_sha256": sha,
             **info,
         }
-        _atomic_bytes(d / RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
+        atomic_write(d / RECORD, lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
         return TrainedMember(d, record)
 
 
@@ -225,7 +183,7 @@ def train_member(
             "history": result.history,
             "seconds": time.perf_counter() - t0,
         }
-    held_views = tta.predict_views(model, packed_split(held, spec.config.fusion != "none"), views)
+    held_views = predict_views(model, packed_split(held, spec.config.fusion != "none"), views)
     info["views"] = [v.name for v in views]
     info["held_labels_sha256"] = hashlib.sha256(held.labels.tobytes()).hexdigest()[:16]
     return store.save(spec, fp, model, info, {"held_views": held_views})

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from ..config import TrialConfig, build_config, comparable_config
 from ..errors import FersearchError, InvalidArgument
+from ..search import attrs
 
 
 def search_history(study: optuna.Study) -> dict:
@@ -23,7 +24,7 @@ def search_history(study: optuna.Study) -> dict:
         value = t.value if t.state == TrialState.COMPLETE else None
         if value is not None and (best is None or value > best):
             best = value
-        curve = t.user_attrs.get("uar_per_epoch") or []
+        curve = t.user_attrs.get(attrs.UAR_PER_EPOCH) or []
         rows.append(
             {
                 "trial": t.number,
@@ -44,7 +45,9 @@ def search_history(study: optuna.Study) -> dict:
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     complete = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if "config" in t.user_attrs
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if attrs.CONFIG in t.user_attrs
     ]
     if not complete:
         raise FersearchError(
@@ -56,7 +59,7 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     for t in complete:
         # Two trials with the same config apart from the seed (and where or how they ran) would
         # train the same member.
-        config = comparable_config(t.user_attrs["config"])
+        config = comparable_config(t.user_attrs[attrs.CONFIG])
         key = json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
         if key in seen:
             continue
@@ -88,7 +91,7 @@ def member_specs(trials: list[optuna.trial.FrozenTrial], seeds: int) -> list[Mem
         raise InvalidArgument(f"--seeds must be at least 1 (got {seeds})")
     specs = []
     for t in trials:
-        config = build_config(t.user_attrs["config"])
+        config = build_config(t.user_attrs[attrs.CONFIG])
         for i in range(seeds):
             seeded = config.model_copy(update={"seed": config.seed + i})
             specs.append(MemberSpec(t.number, seeded.seed, seeded, float(t.value)))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .registry import Registry
+from ..registry import Registry
 
 _FUSIONS = Registry("fusion")
 register_fusion = _FUSIONS.register

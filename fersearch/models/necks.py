@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import Registry
+from ..registry import Registry
 
 _NECKS = Registry("attention block")
 register_neck = _NECKS.register

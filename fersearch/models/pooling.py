@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .registry import Registry
+from ..registry import Registry
 
 _POOLS = Registry("pool")
 register_pool = _POOLS.register

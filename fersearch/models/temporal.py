@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..registry import Registry
 from .pooling import attention_heads
-from .registry import Registry
 
 _TEMPORAL = Registry("temporal pooling")
 register_temporal = _TEMPORAL.register

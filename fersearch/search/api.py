@@ -11,6 +11,7 @@ from rich.markup import escape
 from ..config import DataConfig, describe_validation_error
 from ..data import load_manifest
 from ..errors import InvalidArgument
+from . import attrs
 from .space import load_space
 from .storage import mask_url, resolve_url
 from .study import create_study, settings
@@ -49,7 +50,7 @@ def create_from_cli(
                 f"budget {n_trials or 'unlimited'} trials"
             )
             if seed_recipes:
-                names = created_study.user_attrs["fersearch:seed_recipes"]
+                names = created_study.user_attrs[attrs.SEED_RECIPES]
                 console.print(f"enqueued seed recipes as the first trials: {', '.join(names)}")
         else:
             existing = settings(created_study)

@@ -11,11 +11,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 
 from ..errors import InvalidArgument
+from ..plots import confusion_png, recall_png
+from .trial_state import default_artifacts_dir
 
 ENV_VAR = "FERSEARCH_ARTIFACTS"
 
@@ -23,8 +24,6 @@ ENV_VAR = "FERSEARCH_ARTIFACTS"
 def artifact_location(spec: str | Path | None = None, storage_url: str | None = None) -> str:
     """--artifacts, else $FERSEARCH_ARTIFACTS, else beside an embedded journal / ./.fersearch.
     Checkpoints go under <location>/checkpoints, the dashboard's files under <location>/store."""
-    from .trial_state import default_artifacts_dir
-
     return str(spec or os.environ.get(ENV_VAR) or default_artifacts_dir(storage_url))
 
 
@@ -70,27 +69,9 @@ def plot_trial_figures(
     confusion: list[list[int]], class_names: list[str], recall: list[float], out_dir: Path
 ) -> dict[str, Path]:
     """Confusion-matrix and per-class-recall PNGs for one trial's best validation epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..finalize.report import confusion_png
-
     out_dir.mkdir(parents=True, exist_ok=True)
     cm_path = out_dir / "confusion_matrix.png"
-    cm_path.write_bytes(confusion_png(confusion, class_names))
-
+    cm_path.write_bytes(confusion_png(confusion, class_names, split="validation"))
     recall_path = out_dir / "per_class_recall.png"
-    fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(class_names), 3.2))
-    values = np.nan_to_num(np.asarray(recall, dtype=float))
-    ax.bar(range(len(class_names)), values, color="#3b7dd8")
-    ax.axhline(float(np.mean(values)), color="black", linestyle="--", linewidth=1, label="UAR")
-    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("validation recall")
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(recall_path, dpi=100)
-    plt.close(fig)
+    recall_path.write_bytes(recall_png(recall, class_names))
     return {"confusion_matrix.png": cm_path, "per_class_recall.png": recall_path}

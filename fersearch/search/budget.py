@@ -28,8 +28,9 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from . import attrs
 from .optuna_compat import frozen_at_ask
-from .study import RETRY_OF_ATTR, counted_among
+from .study import counted_among
 
 
 class Surplus(Exception):
@@ -100,5 +101,5 @@ class TrialBudget:
 def from_queue(t: FrozenTrial) -> bool:
     """Popped from the queue: enqueued (seed recipes, interrupted trials' copies carry
     ``fixed_params``) or added by the stale-trial retry (``failed_trial``)."""
-    attrs = t.system_attrs
-    return "fixed_params" in attrs or "failed_trial" in attrs or RETRY_OF_ATTR in t.user_attrs
+    system = t.system_attrs
+    return "fixed_params" in system or "failed_trial" in system or attrs.RETRY_OF in t.user_attrs

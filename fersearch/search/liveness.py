@@ -43,11 +43,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from ..errors import InvalidArgument, StorageError
+from . import attrs
 from .optuna_compat import storage_of, trial_id
 
 INTERVAL_ENV = "FERSEARCH_HEARTBEAT_INTERVAL"
 GRACE_ENV = "FERSEARCH_GRACE_PERIOD"
-HEARTBEAT_ATTR = "fersearch:heartbeat"  # trial system attribute: time.time() of the last beat
 OUTAGE_LIMIT_S = 30 * 60.0  # a worker gives up after this long without its storage
 REPORT_EVERY_S = 60.0  # an outage is reported once a minute
 MAX_BACKOFF_S = 10.0
@@ -239,7 +239,7 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.number}", daemon=True)
 
     def beat(self) -> None:
-        self.storage.set_trial_system_attr(self.trial_id, HEARTBEAT_ATTR, time.time())
+        self.storage.set_trial_system_attr(self.trial_id, attrs.HEARTBEAT, time.time())
 
     def __enter__(self) -> Heartbeat:
         try:
@@ -283,7 +283,7 @@ class Heartbeat:
 def last_sign_of_life(t: FrozenTrial) -> float:
     """Wall-clock time of a trial's last heartbeat, or of its start if later (a re-queued copy
     inherits the dead trial's system attributes, its heartbeat among them)."""
-    beat = t.system_attrs.get(HEARTBEAT_ATTR)
+    beat = t.system_attrs.get(attrs.HEARTBEAT)
     start = t.datetime_start.timestamp() if t.datetime_start is not None else 0.0
     return max(float(beat) if isinstance(beat, (int, float)) else 0.0, start)
 
@@ -342,9 +342,9 @@ def _requeue(study: optuna.Study, failed: FrozenTrial) -> bool:
     """Optuna's retry callback, made safe to call again after a dropped connection: it adds no
     second copy when the first one got through."""
     for t in study.get_trials(deepcopy=False):
-        if failed.number in t.system_attrs.get("retry_history", ()):
+        if failed.number in t.system_attrs.get(attrs.RETRY_HISTORY, ()):
             return True
-    if len(failed.system_attrs.get("retry_history", ())) >= MAX_RETRY:
+    if len(failed.system_attrs.get(attrs.RETRY_HISTORY, ())) >= MAX_RETRY:
         return False
     with warnings.catch_warnings():  # "experimental since v2.8": noise in a worker's log
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -9,8 +9,9 @@ from datetime import datetime
 import optuna
 from optuna.trial import TrialState
 
+from . import attrs
 from .liveness import last_sign_of_life
-from .study import SURPLUS_ATTR, counted_trials, settings
+from .study import counted_trials, settings
 
 
 @dataclass
@@ -61,7 +62,7 @@ def _seconds(t: optuna.trial.FrozenTrial, now: datetime) -> float:
 def study_status(study: optuna.Study) -> StudyStatus:
     cfg = settings(study)
     now = datetime.now()
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(SURPLUS_ATTR)]
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(attrs.SURPLUS)]
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1

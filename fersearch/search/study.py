@@ -16,17 +16,11 @@ from optuna.trial import TrialState
 from .. import __version__
 from ..config import DataConfig
 from ..errors import StorageError, StudyNotFound
+from . import attrs
+from .liveness import sweep_stale_trials as sweep
+from .presets import enqueue_presets
 from .space import SearchSpace, parse_space
 from .storage import mask_url, open_storage, resolve_url
-
-SPACE_ATTR = "fersearch:space"
-DATA_ATTR = "fersearch:data"
-BUDGET_ATTR = "fersearch:n_trials"
-VERSION_ATTR = "fersearch:version"
-SURPLUS_ATTR = "fersearch:surplus"
-INTERRUPTED_ATTR = "fersearch:interrupted"  # failed by SIGINT/SIGTERM and re-queued to resume
-SEED_RECIPES_ATTR = "fersearch:seed_recipes"  # the presets enqueued at creation
-RETRY_OF_ATTR = "fersearch:retry_of"  # on the copy of an interrupted trial: its number
 
 
 @dataclass
@@ -139,15 +133,13 @@ def create_study(
     except optuna.exceptions.DuplicatedStudyError:
         # Another process created it between our check and our create: join it.
         return load_study(name, storage_url, storage=storage), False
-    study.set_user_attr(SPACE_ATTR, space.model_dump(mode="json"))
-    study.set_user_attr(DATA_ATTR, data.model_dump(mode="json"))
-    study.set_user_attr(BUDGET_ATTR, n_trials)
-    study.set_user_attr(VERSION_ATTR, __version__)
+    study.set_user_attr(attrs.SPACE, space.model_dump(mode="json"))
+    study.set_user_attr(attrs.DATA, data.model_dump(mode="json"))
+    study.set_user_attr(attrs.BUDGET, n_trials)
+    study.set_user_attr(attrs.VERSION, __version__)
     # ---- seed recipes: enqueued only by the process that created the study ----
     if seed_recipes:
-        from ..presets import enqueue_presets
-
-        study.set_user_attr(SEED_RECIPES_ATTR, enqueue_presets(study, space))
+        study.set_user_attr(attrs.SEED_RECIPES, enqueue_presets(study, space))
     # ---- end seed recipes ----
     return study, True
 
@@ -164,21 +156,21 @@ def load_study(
             f"{', '.join(names) or 'none'}. Create it with `fersearch search --study {name} "
             f"--data DIR`"
         )
-    attrs = optuna.load_study(study_name=name, storage=storage).user_attrs
-    if SPACE_ATTR not in attrs:
+    stored = optuna.load_study(study_name=name, storage=storage).user_attrs
+    if attrs.SPACE not in stored:
         raise StorageError(f"study {name!r} was not created by fersearch (it has no stored search space)")
-    space = parse_space(attrs[SPACE_ATTR], source=f"study {name!r}")
+    space = parse_space(stored[attrs.SPACE], source=f"study {name!r}")
     return optuna.load_study(
         study_name=name, storage=storage, sampler=make_sampler(space), pruner=make_pruner(space)
     )
 
 
 def settings(study: optuna.Study) -> StudySettings:
-    attrs = study.user_attrs
+    stored = study.user_attrs
     return StudySettings(
-        space=parse_space(attrs[SPACE_ATTR], source=f"study {study.study_name!r}"),
-        data=DataConfig.model_validate(attrs[DATA_ATTR]),
-        n_trials=attrs.get(BUDGET_ATTR),
+        space=parse_space(stored[attrs.SPACE], source=f"study {study.study_name!r}"),
+        data=DataConfig.model_validate(stored[attrs.DATA]),
+        n_trials=stored.get(attrs.BUDGET),
     )
 
 
@@ -191,13 +183,13 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def counted_among(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """``counted_trials`` for a list of trials already read (all of one study's)."""
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = {n for t in trials for n in t.system_attrs.get(attrs.RETRY_HISTORY, [])}
     return [
         t
         for t in trials
         if t.state != TrialState.WAITING
-        and not t.user_attrs.get(SURPLUS_ATTR)
-        and not t.user_attrs.get(INTERRUPTED_ATTR)
+        and not t.user_attrs.get(attrs.SURPLUS)
+        and not t.user_attrs.get(attrs.INTERRUPTED)
         and not (t.state == TrialState.FAIL and t.number in retried)
     ]
 
@@ -205,6 +197,4 @@ def counted_among(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
 def sweep_stale_trials(study: optuna.Study) -> None:
     """Fail and re-queue trials whose worker stopped beating (fersearch/search/liveness.py), on
     every store. Workers do it between trials; ``fersearch status`` does it too."""
-    from .liveness import sweep_stale_trials as sweep
-
     sweep(study)

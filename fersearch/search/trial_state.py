@@ -22,14 +22,11 @@ from pathlib import Path
 
 import optuna
 
-from ..presets import PRESET_ATTR
 from ..train import checkpoint as ckpt
+from . import attrs
 from .storage import resolve_url
-from .study import INTERRUPTED_ATTR, RETRY_OF_ATTR
 
 ARTIFACTS_ENV = "FERSEARCH_ARTIFACTS"
-RESUME_ATTR = "fersearch:resume_from"
-SEED_ATTR = "fersearch:seed"
 
 
 def default_artifacts_dir(storage_url: str | None) -> Path:
@@ -76,12 +73,12 @@ def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
     (``RetryHeartbeatStaleTrialCallback`` copies the user attributes) inherits the dead trial's
     ``seed`` and ``checkpoint_dir``: it resumes from the newest state found there.
     """
-    attrs = trial.user_attrs
-    seed = int(attrs.get(SEED_ATTR, attrs.get("seed", trial.number)))
-    resume = attrs.get(RESUME_ATTR)
-    if resume is None and attrs.get("checkpoint_dir"):
+    stored = trial.user_attrs
+    seed = int(stored.get(attrs.SEED, stored.get(attrs.OLD_RESUME_SEED, trial.number)))
+    resume = stored.get(attrs.RESUME_FROM)
+    if resume is None and stored.get(attrs.CHECKPOINT_DIR):
         for name in (ckpt.INTERRUPTED, ckpt.LAST):  # interrupted is written after last
-            path = Path(attrs["checkpoint_dir"]) / f"{name}.json"
+            path = Path(stored[attrs.CHECKPOINT_DIR]) / f"{name}.json"
             if path.is_file():
                 resume = str(path)
                 break
@@ -89,17 +86,17 @@ def resume_info(trial: optuna.Trial) -> tuple[str | None, int]:
 
 
 def requeue_interrupted(study: optuna.Study, trial: optuna.Trial, exc, seed: int, signal_name: str) -> None:
-    trial.set_user_attr(INTERRUPTED_ATTR, True)
-    trial.set_user_attr("interrupted_signal", signal_name)
-    trial.set_user_attr("interrupted_at_epoch", exc.epoch)
-    trial.set_user_attr("interrupted_at_step", exc.step)
+    trial.set_user_attr(attrs.INTERRUPTED, True)
+    trial.set_user_attr(attrs.INTERRUPTED_SIGNAL, signal_name)
+    trial.set_user_attr(attrs.INTERRUPTED_AT_EPOCH, exc.epoch)
+    trial.set_user_attr(attrs.INTERRUPTED_AT_STEP, exc.step)
     if exc.checkpoint is None:
         return
-    trial.set_user_attr("interrupted_checkpoint", str(exc.checkpoint))
-    attrs = {RESUME_ATTR: str(exc.checkpoint), RETRY_OF_ATTR: trial.number, SEED_ATTR: seed}
-    if trial.user_attrs.get(PRESET_ATTR):
-        attrs[PRESET_ATTR] = trial.user_attrs[PRESET_ATTR]
-    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+    trial.set_user_attr(attrs.INTERRUPTED_CHECKPOINT, str(exc.checkpoint))
+    stored = {attrs.RESUME_FROM: str(exc.checkpoint), attrs.RETRY_OF: trial.number, attrs.SEED: seed}
+    if trial.user_attrs.get(attrs.PRESET):
+        stored[attrs.PRESET] = trial.user_attrs[attrs.PRESET]
+    study.enqueue_trial(dict(trial.params), user_attrs=stored)
 
 
 def remove_training_state(directory: str | Path) -> None:

@@ -21,22 +21,26 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
 from ..errors import FersearchError, StorageError, TrialsFailing
+from ..metrics import summarize
 from ..models import preprocess_for
-from ..presets import preset_values
+from ..progress import tasks
 from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
+from ..train import checkpoint as ckpt
 from ..version import code_version
-from .artifacts import open_artifact_store
+from . import attrs
+from .artifacts import open_artifact_store, plot_trial_figures, upload_trial_files
 from .budget import Surplus, TrialBudget
 from .devices import choose_device
 from .liveness import Heartbeat, StoreHealth, TrialLost, stale_trials, sweep_stale_trials, timing
+from .presets import preset_values
 from .space import resolve_config, sample_params
-from .study import SURPLUS_ATTR, StudySettings, load_study, settings
+from .study import StudySettings, load_study, settings
 from .trial_state import (
     checkpoint_dir_for,
     default_artifacts_dir,
@@ -54,18 +58,6 @@ class WorkerSummary:
     @property
     def total(self) -> int:
         return sum(self.finished.values())
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-        console=console,
-        transient=False,
-    )
 
 
 class Objective:
@@ -110,7 +102,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         n = trial.number
         if self._db(lambda: self.budget.is_surplus(trial), f"checking trial {n} against the budget"):
-            self._db(lambda: trial.set_user_attr(SURPLUS_ATTR, True), f"ending trial {n}")
+            self._db(lambda: trial.set_user_attr(attrs.SURPLUS, True), f"ending trial {n}")
             raise Surplus()
         t0 = time.perf_counter()
         params, config, seed, resume_from, ckpt_dir = self._db(
@@ -137,10 +129,10 @@ class Objective:
                 self.cpu.refresh()  # a worker that started since gets its share of the cores
 
         def record(step: int) -> bool:
-            trial.set_user_attr("uar_per_epoch", uar_hist)
-            trial.set_user_attr("war_per_epoch", war_hist)
-            trial.set_user_attr("stage_per_epoch", stage_hist)  # the curriculum stage (1-4)
-            trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+            trial.set_user_attr(attrs.UAR_PER_EPOCH, uar_hist)
+            trial.set_user_attr(attrs.WAR_PER_EPOCH, war_hist)
+            trial.set_user_attr(attrs.STAGE_PER_EPOCH, stage_hist)  # the curriculum stage (1-4)
+            trial.set_user_attr(attrs.WALL_SECONDS, round(time.perf_counter() - t0, 2))
             # The pruner sees what the trial would deliver if stopped now: its best epoch so far
             # (the value the trial returns). One noisy epoch no longer decides a rung; on the
             # search-efficiency runs this ranks trials closer to their final value at every epoch.
@@ -160,7 +152,7 @@ class Objective:
                 info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
             )
             if prune:
-                self._db(lambda: trial.set_user_attr("pruned_at_epoch", step), f"pruning trial {n}")
+                self._db(lambda: trial.set_user_attr(attrs.PRUNED_AT_EPOCH, step), f"pruning trial {n}")
                 raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
 
         try:
@@ -178,7 +170,7 @@ class Objective:
             )
         except TrainingDiverged as exc:
             reason = str(exc)
-            self._db(lambda: trial.set_user_attr("pruned_reason", reason), f"pruning trial {n}")
+            self._db(lambda: trial.set_user_attr(attrs.PRUNED_REASON, reason), f"pruning trial {n}")
             remove_training_state(ckpt_dir)
             raise optuna.TrialPruned(reason) from None
         except TrainingInterrupted as exc:
@@ -221,30 +213,26 @@ class Objective:
         if self.device != "auto":
             config = config.model_copy(update={"device": self.device})
         ckpt_dir = checkpoint_dir_for(self.artifacts_dir, self.study.study_name, trial.number)
-        trial.set_user_attr("checkpoint_dir", str(ckpt_dir))
+        trial.set_user_attr(attrs.CHECKPOINT_DIR, str(ckpt_dir))
         # ---- end ----
-        trial.set_user_attr("config", config.to_json_dict())
-        trial.set_user_attr("seed", config.seed)
-        trial.set_user_attr("code_version", code_version())
-        trial.set_user_attr("threads", self.cpu.refresh(force=True) if self.cpu else current_threads())
+        trial.set_user_attr(attrs.CONFIG, config.to_json_dict())
+        trial.set_user_attr(attrs.SEED, config.seed)
+        trial.set_user_attr(attrs.CODE_VERSION, code_version())
+        trial.set_user_attr(attrs.THREADS, self.cpu.refresh(force=True) if self.cpu else current_threads())
         return params, config, seed, resume_from, ckpt_dir
 
     @staticmethod
     def _finish(trial: optuna.Trial, result, t0: float) -> None:
         if result.resumed_from_epoch is not None:
-            trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
+            trial.set_user_attr(attrs.RESUMED_FROM_EPOCH, result.resumed_from_epoch)
         if result.swa_metrics is not None:
-            trial.set_user_attr("swa_val_uar", round(result.swa_metrics["uar"], 5))
-        trial.set_user_attr("best_epoch", result.best_epoch + 1)
-        trial.set_user_attr("wall_seconds", round(time.perf_counter() - t0, 2))
+            trial.set_user_attr(attrs.SWA_VAL_UAR, round(result.swa_metrics["uar"], 5))
+        trial.set_user_attr(attrs.BEST_EPOCH, result.best_epoch + 1)
+        trial.set_user_attr(attrs.WALL_SECONDS, round(time.perf_counter() - t0, 2))
 
     def _upload_artifacts(self, trial: optuna.Trial, result, val_labels, ckpt_dir: Path) -> None:
         """Best weights (the ``best`` checkpoint fit already wrote: its tensors and its JSON with
         the config), validation confusion matrix and per-class recall, for the dashboard."""
-        from ..metrics import summarize
-        from ..train import checkpoint as ckpt
-        from .artifacts import plot_trial_figures, upload_trial_files
-
         m = summarize(val_labels, result.best_val_probs.argmax(1), self.manifest.num_classes)
         best_json = ckpt_dir / f"{ckpt.BEST}.json"
         with tempfile.TemporaryDirectory(prefix="fersearch-artifacts-") as tmp:
@@ -307,7 +295,7 @@ def run_worker(
     budget = TrialBudget(study, cfg.n_trials)
 
     with (
-        _progress(console) as progress,
+        tasks(console, info=True) as progress,
         gpu_lock,
         CpuShare(threads, wait_for_core=_trains_on_cpu(device), on_wait=console.print) as cpu,
         GracefulStop() as stop,
@@ -320,7 +308,6 @@ def run_worker(
 
 
 MAX_FAIL_STREAK = 3  # failed trials in a row after which a worker stops (see record_failure)
-FAIL_REASON_ATTR = "fail_reason"
 WAIT_POLL_S = 5.0  # a worker with the budget used up reads the study this often while it waits
 
 
@@ -446,7 +433,7 @@ class _Loop:
         """Keep a failed trial's reason on it; stop after MAX_FAIL_STREAK failures in a row,
         whose cause is then the worker's (its data, its device, the code), not one trial's."""
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        self.db(lambda: trial.set_user_attr(FAIL_REASON_ATTR, reason), f"failing trial {trial.number}")
+        self.db(lambda: trial.set_user_attr(attrs.FAIL_REASON, reason), f"failing trial {trial.number}")
         self.fail_streak.append(f"trial {trial.number}: {reason}")
         if len(self.fail_streak) >= MAX_FAIL_STREAK:
             self.db(lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending")
@@ -477,11 +464,11 @@ def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None
     if t.state == TrialState.COMPLETE:
         return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
     if t.state == TrialState.PRUNED:
-        epoch = t.user_attrs.get("pruned_at_epoch", "?")
-        reason = t.user_attrs.get("pruned_reason", "")
+        epoch = t.user_attrs.get(attrs.PRUNED_AT_EPOCH, "?")
+        reason = t.user_attrs.get(attrs.PRUNED_REASON, "")
         return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
-    if t.user_attrs.get("interrupted_checkpoint"):
+    if t.user_attrs.get(attrs.INTERRUPTED_CHECKPOINT):
         return f"trial {t.number:3d} [yellow]interrupted[/], re-queued to resume  {best_txt}"
-    reason = t.user_attrs.get(FAIL_REASON_ATTR) or t.system_attrs.get("fail_reason", "")
+    reason = t.user_attrs.get(attrs.FAIL_REASON) or t.system_attrs.get(attrs.FAIL_REASON, "")
     state = "failed" if t.state == TrialState.FAIL else t.state.name.lower()
     return f"trial {t.number:3d} [red]{state}[/]{': ' + reason if reason else ''}  {best_txt}"

@@ -1,22 +1,11 @@
-"""Batch augmentation and normalisation on whatever device the batch lives on."""
+"""Batch augmentation on whatever device the batch lives on (normalisation: fersearch.runtime)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-
-def to_input(images: torch.Tensor, mean, std) -> torch.Tensor:
-    """(B, H, W, 3V) uint8 -> (B, 3V, H, W) float, every RGB view normalised with the backbone's
-    mean and std (V = 1 for plain images; see data.views for packed clips and context)."""
-    x = images.permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - channel_stat(mean, x)) / channel_stat(std, x)
-
-
-def channel_stat(values, x: torch.Tensor) -> torch.Tensor:
-    """A per-RGB statistic as a (1, C, 1, 1) tensor for x's C = 3V channels."""
-    t = torch.as_tensor(values, device=x.device, dtype=x.dtype)
-    return t.repeat(x.shape[1] // 3).view(1, -1, 1, 1)
+from ..data.augment import BASIC
 
 
 def flip_and_shift(
@@ -48,29 +37,29 @@ _GRAY = torch.tensor([0.299, 0.587, 0.114])
 def basic_on_device(
     images: torch.Tensor, mean, std, strength: float, generator: torch.Generator
 ) -> torch.Tensor:
-    """The ``basic`` recipe (data/augment.py) batched on the images' device: horizontal flip
-    (p 0.5), affine (+-5% shift, +-5% scale, +-10 deg rotation; p 0.8) and colour jitter
-    (brightness, contrast, saturation +-0.1, hue +-0.05; p 0.8), every magnitude times
-    ``strength``. (B, H, W, 3V) uint8 -> (B, 3V, H, W) normalised; the V views of a packed
-    clip/context sample share one draw. Random numbers come from ``generator`` (CPU), so a
+    """The ``basic`` recipe (data/augment.BASIC) batched on the images' device: horizontal flip,
+    affine (shift, scale, rotation) and colour jitter (brightness, contrast, saturation, hue),
+    every magnitude times ``strength``. (B, H, W, 3V) uint8 -> (B, 3V, H, W) normalised; the V
+    views of a packed clip/context sample share one draw. Random numbers come from ``generator`` (CPU), so a
     resumed run repeats exactly."""
     b, v = images.shape[0], images.shape[-1] // 3
     s = float(strength)
     u = torch.rand(b, 10, generator=generator)  # every draw of the batch at once
     x = images.permute(0, 3, 1, 2).float().div_(255.0).unflatten(1, (v, 3))  # (B, V, 3, H, W)
 
-    jitter = (u[:, 0] < min(1.0, 0.8 * s)).float()
+    r = BASIC
+    jitter = (u[:, 0] < min(1.0, r.jitter_p * s)).float()
 
     def factor(col: int, amount: float) -> torch.Tensor:  # 1 +- amount*s where jitter applies
         return (1 + (u[:, col] * 2 - 1) * amount * s * jitter).to(x.device).view(b, 1, 1, 1, 1)
 
     gray = _GRAY.to(x.device).view(1, 1, 3, 1, 1)
-    x = x * factor(1, 0.1)  # brightness
+    x = x * factor(1, r.brightness)
     mean_gray = (x * gray).sum(2, keepdim=True).mean((3, 4), keepdim=True)
-    x = (x - mean_gray) * factor(2, 0.1) + mean_gray  # contrast
+    x = (x - mean_gray) * factor(2, r.contrast) + mean_gray
     g = (x * gray).sum(2, keepdim=True)
-    x = (x - g) * factor(3, 0.1) + g  # saturation
-    angle = (u[:, 4] * 2 - 1) * min(0.5, 0.05 * s) * 2 * torch.pi * jitter  # hue, a fraction of a turn
+    x = (x - g) * factor(3, r.saturation) + g
+    angle = (u[:, 4] * 2 - 1) * min(0.5, r.hue * s) * 2 * torch.pi * jitter  # hue
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(b, 3, 3)
     rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, cos, -sin, sin, cos
@@ -82,15 +71,15 @@ def basic_on_device(
     ).view(1, 1, 3, 1, 1)
     x = x.flatten(1, 2)  # (B, 3V, H, W)
 
-    warp = (u[:, 5] < min(1.0, 0.8 * s)).float()
-    rad = (u[:, 6] * 2 - 1) * torch.deg2rad(torch.tensor(10.0 * s)) * warp
-    zoom = 1 + (u[:, 7] * 2 - 1) * 0.05 * s * warp
-    sign = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    warp = (u[:, 5] < min(1.0, r.affine_p * s)).float()
+    rad = (u[:, 6] * 2 - 1) * torch.deg2rad(torch.tensor(r.rotate_deg * s)) * warp
+    zoom = 1 + (u[:, 7] * 2 - 1) * r.scale * s * warp
+    sign = torch.where(torch.rand(b, generator=generator) < r.flip_p, -1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
     # output -> input sampling: rotate by -angle, shrink by zoom, mirror x for the flip
     theta[:, 0, 0], theta[:, 0, 1] = sign * torch.cos(rad) / zoom, sign * torch.sin(rad) / zoom
     theta[:, 1, 0], theta[:, 1, 1] = -torch.sin(rad) / zoom, torch.cos(rad) / zoom
-    theta[:, 0, 2] = (u[:, 8] * 2 - 1) * 0.05 * s * 2 * warp  # [-1, 1] coordinates: a side is 2
-    theta[:, 1, 2] = (u[:, 9] * 2 - 1) * 0.05 * s * 2 * warp
+    theta[:, 0, 2] = (u[:, 8] * 2 - 1) * r.shift * s * 2 * warp  # [-1, 1] coordinates: a side is 2
+    theta[:, 1, 2] = (u[:, 9] * 2 - 1) * r.shift * s * 2 * warp
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

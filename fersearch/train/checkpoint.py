@@ -28,7 +28,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..config import build_config
 from ..errors import ModelError
+from ..models import create_model
 
 LAST, INTERRUPTED, BEST = "last", "interrupted", "best"
 FORMAT_VERSION = 1
@@ -182,9 +184,6 @@ def save_model_checkpoint(
 
 
 def load_model_checkpoint(path: str | Path, num_classes: int) -> torch.nn.Module:
-    from ..config import build_config
-    from ..models import create_model
-
     tensors, state = load_checkpoint(path)
     if "config" not in state:
         raise ModelError(f"checkpoint {str(path)!r} carries no config; it cannot rebuild its model")

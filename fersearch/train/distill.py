@@ -12,8 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..ensemble import load_ensemble
 from ..errors import ModelError
-from .augment import channel_stat
+from ..runtime import channel_stat
+from .checkpoint import load_model_checkpoint
 
 
 class Teacher:
@@ -52,8 +54,6 @@ def load_teacher(path: str | Path, num_classes: int) -> Teacher:
     """An exported ensemble directory (manifest.json) or a trial's ``best.json`` checkpoint."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        from ..finalize.export import load_ensemble  # finalize imports train: import late
-
         ens = load_ensemble(path)
         if len(ens.class_names) != num_classes:
             raise ModelError(
@@ -64,8 +64,6 @@ def load_teacher(path: str | Path, num_classes: int) -> Teacher:
     if path.is_dir() and (path / "best.json").is_file():
         path = path / "best.json"
     if path.suffix == ".json" and path.is_file():
-        from .checkpoint import load_model_checkpoint
-
         model = load_model_checkpoint(path, num_classes)
         return Teacher([(model.eval(), model.preprocess)])
     raise ModelError(

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from ..data.views import pack
-from .augment import to_input
+from ..ensemble.tta import View, apply_view
+from ..runtime import autocast, to_input
 
 
 @torch.no_grad()
@@ -28,13 +29,19 @@ def predict_probs(
         packed = pack(images[part], context[part] if context is not None else None)
         batch = torch.from_numpy(packed).to(device)
         x = to_input(batch, preprocess["mean"], preprocess["std"])
-        with _autocast(device):
+        with autocast(device):
             logits = model(x)["logits"]
         out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     model.train(was_training)
     return np.concatenate(out).astype(np.float32)
 
 
-def _autocast(device: torch.device):
-    # bf16 on CUDA is free speed; CPU stays fp32 (CPU bf16 is slower on most machines).
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def predict_views(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    views: list[View],
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """Softmax outputs of ``model`` on every TTA view: (V, N, K) float32."""
+    device = device or next(model.parameters()).device
+    return np.stack([predict_probs(model, apply_view(images, v), model.preprocess, device) for v in views])

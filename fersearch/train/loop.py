@@ -32,12 +32,13 @@ from ..data.views import pack
 from ..errors import ModelError
 from ..metrics import summarize
 from ..models import FERModel, create_model
+from ..runtime import autocast, resolve_device, to_input
 from . import checkpoint as ckpt
-from .augment import basic_on_device, flip_and_shift, to_input
+from .augment import basic_on_device, flip_and_shift
 from .averaging import EMA, SWA
 from .curriculum import epoch_at, epoch_plan
 from .distill import Teacher, load_teacher
-from .evaluate import _autocast, predict_probs
+from .evaluate import predict_probs
 from .losses import au_bce, distillation_kl, focal_loss, smooth_one_hot, soft_cross_entropy
 from .mixing import mix_batch
 from .optim import SAM, build_optimizer
@@ -67,12 +68,6 @@ class FitResult:
     best_source: str = "epoch"  # "epoch" or "swa"
     swa_metrics: dict | None = None
     resumed_from_epoch: int | None = None  # epoch (0-based) the run resumed in, if it did
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def get_batch(
@@ -191,7 +186,7 @@ def fit(
         return ckpt.save_checkpoint(checkpoint_dir, name, tensors, state)
 
     def loss_of(x, labels_soft, au, class_weights, tau, teacher_probs):
-        with _autocast(device):
+        with autocast(device):
             out = model(x)  # {"logits": (B, K), "features": ..., optional "au_logits": (B, A)}
         logits = out["logits"]
         if config.loss == "focal":

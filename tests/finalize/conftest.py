@@ -19,10 +19,23 @@ from fersearch.search.study import create_study
 @pytest.fixture(autouse=True)
 def one_thread():
     # Two shared cores: one intra-op thread avoids oversubscription (several times faster here).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
+
+
+class torch_threads:
+    """``with torch_threads(n):`` torch's intra-op threads, restored on exit (session fixtures
+    too, which the autouse fixture does not cover)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.before)
 
 
 def make_study(storage_url: str, data_root, trials: list[dict], name: str = "fin"):
@@ -69,13 +82,13 @@ def _instrumented_finalize(tmp: Path, data: Path, storage: str, **kwargs) -> Run
     """finalize with every split decode and every validation-driven choice logged in order."""
     import fersearch.data.decode as decode
     import fersearch.finalize.calibrate as calibrate
-    import fersearch.finalize.ensemble as ensemble
     import fersearch.finalize.pipeline as pipeline
     import fersearch.finalize.retrain as retrain
+    import fersearch.finalize.weighting as weighting
     from fersearch.finalize import finalize
 
     events: list = []
-    real_decode, real_greedy = decode.decode_split, ensemble.greedy_select
+    real_decode, real_greedy = decode.decode_split, weighting.greedy_select
     real_bias, real_views = calibrate.fit_bias, pipeline.choose_view_set
     real_fit = retrain.fit
 
@@ -96,7 +109,7 @@ def _instrumented_finalize(tmp: Path, data: Path, storage: str, **kwargs) -> Run
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(decode, "decode_split", logged_decode)
-        mp.setattr(ensemble, "greedy_select", logged("greedy_select", real_greedy, 1))
+        mp.setattr(weighting, "greedy_select", logged("greedy_select", real_greedy, 1))
         mp.setattr(calibrate, "fit_bias", logged("fit_bias", real_bias, 1))
         mp.setattr(pipeline, "choose_view_set", logged("choose_view_set", real_views, 2))
         mp.setattr(retrain, "fit", logged_fit)
@@ -130,15 +143,3 @@ def finalized_trainval(tmp_path_factory, tiny_data, finalized) -> Run:
         return _instrumented_finalize(
             tmp, tiny_data, storage, top=2, retrain_on="train+val", cv=2, tta_mode="flip"
         )
-
-
-class torch_threads:
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)

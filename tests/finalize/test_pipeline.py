@@ -11,10 +11,10 @@ import pytest
 from fersearch.config import DataConfig
 from fersearch.data import load_manifest
 from fersearch.data.decode import decode_split
+from fersearch.ensemble import load_ensemble
+from fersearch.ensemble.probs import combine
 from fersearch.errors import ModelError
 from fersearch.finalize import calibrate
-from fersearch.finalize.ensemble import combine
-from fersearch.finalize.export import load_ensemble
 from fersearch.metrics import summarize
 
 from .conftest import TRIALS, _instrumented_finalize

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from fersearch.cli import main
-from fersearch.finalize.export import load_ensemble
+from fersearch.ensemble import load_ensemble
 
 
 def _test_images(data, n):
@@ -213,7 +213,7 @@ def test_explain_writes_gradcam_overlays_per_member(finalized, tmp_path):
     arr = np.asarray(Image.open(image).convert("RGB").resize((32, 32), Image.BILINEAR))
     cam, probs = gradcam(model, arr, target=0)
     assert cam.shape == (32, 32) and 0 <= cam.min() and cam.max() <= 1
-    from fersearch.train.augment import to_input
+    from fersearch.runtime import to_input
 
     with torch.no_grad():
         x = to_input(torch.from_numpy(arr[None].copy()), model.preprocess["mean"], model.preprocess["std"])
@@ -230,7 +230,7 @@ def test_gradcam_matches_a_hook_based_reference():
     from fersearch.config import build_config
     from fersearch.explain import gradcam
     from fersearch.models import create_model
-    from fersearch.train.augment import to_input
+    from fersearch.runtime import to_input
 
     torch.manual_seed(0)
     config = build_config({"data": {"root": "."}, "backbone": "test_resnet", "image_size": 96})

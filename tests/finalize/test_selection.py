@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from fersearch.config import build_config
+from fersearch.ensemble import tta
+from fersearch.ensemble.probs import combine
 from fersearch.errors import InvalidArgument
-from fersearch.finalize import calibrate, tta
+from fersearch.finalize import calibrate
 from fersearch.finalize.bootstrap import bootstrap
 from fersearch.finalize.cv import stratified_kfold
-from fersearch.finalize.ensemble import choose_weights, combine, crossfit_gain, greedy_select
 from fersearch.finalize.pipeline import choose_view_set
 from fersearch.finalize.select import top_trials
+from fersearch.finalize.weighting import choose_weights, crossfit_gain, greedy_select
 from fersearch.metrics import summarize
 
 

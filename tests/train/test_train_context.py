@@ -14,8 +14,9 @@ from fersearch.data.decode import decode_split
 from fersearch.data.views import pack, split_views
 from fersearch.errors import ModelError
 from fersearch.models import create_model
+from fersearch.runtime import to_input
 from fersearch.train import fit
-from fersearch.train.augment import flip_and_shift, to_input
+from fersearch.train.augment import flip_and_shift
 
 
 @pytest.fixture(scope="module")

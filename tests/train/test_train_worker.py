@@ -131,7 +131,7 @@ def test_seed_recipes_are_enqueued_once_at_creation(tmp_path, tiny_data, journal
 def test_recipes_fit_the_study_data_and_space():
     """Parts a study cannot use are dropped and listed: fusion without context views, the prompt
     head under a fixed non-CLIP backbone, the AU head without AU labels (sized by them when there)."""
-    from fersearch.presets import fit_to_study
+    from fersearch.search.presets import fit_to_study
     from fersearch.search.space import parse_space
 
     tiny = parse_space(SPACE, source="test")
@@ -156,7 +156,7 @@ def test_every_recipe_trains_with_its_model_parts_on_a_tiny_backbone(tiny_data):
     from fersearch.config import build_config
     from fersearch.data import load_manifest
     from fersearch.data.decode import SplitArrays, decode_split
-    from fersearch.presets import PRESETS, fit_to_study
+    from fersearch.search.presets import PRESETS, fit_to_study
     from fersearch.search.space import parse_space
     from fersearch.train import fit
 
@@ -179,7 +179,7 @@ def test_every_recipe_trains_with_its_model_parts_on_a_tiny_backbone(tiny_data):
 def test_every_preset_is_a_valid_config_with_a_real_backbone(name):
     from fersearch.config import build_config
     from fersearch.models import validate_backbone
-    from fersearch.presets import get_preset, validate_presets
+    from fersearch.search.presets import get_preset, validate_presets
 
     validate_presets()
     config = build_config({"data": {"root": "."}, **get_preset(name)})

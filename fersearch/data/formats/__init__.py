@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from ...errors import DataError, one_of
+from ...errors import DataError
+from ...registry import Registry
 from ..imageio import source_file
 from ..manifest import Manifest
 from . import affectnet, caers, fer2013, ferplus, imagefolder, raer, rafce, rafdb, rafdb_compound
@@ -30,22 +31,19 @@ class Format:
     auto: bool = True  # False: never chosen by --format auto, only by name
 
 
-_FORMATS: dict[str, Format] = {}
+_FORMATS = Registry("data format", error=DataError)
 
 
 def register_format(fmt: Format) -> Format:
-    _FORMATS[fmt.name] = fmt
-    return fmt
+    return _FORMATS.register(fmt.name)(fmt)
 
 
 def list_formats() -> list[str]:
-    return sorted(_FORMATS)
+    return _FORMATS.names()
 
 
 def get_format(name: str) -> Format:
-    if name not in _FORMATS:
-        raise DataError(f"unknown data format: {one_of(name, list_formats())}")
-    return _FORMATS[name]
+    return _FORMATS.get(name)
 
 
 register_format(Format("ferplus", ferplus.DESCRIPTION, ferplus.detect, ferplus.read))
@@ -76,7 +74,7 @@ register_format(Format("imagefolder", imagefolder.DESCRIPTION, imagefolder.detec
 
 def detect_format(root: Path) -> str | None:
     """The name of the first layout that recognises ``root``, or None."""
-    for fmt in _FORMATS.values():
+    for fmt in _FORMATS.values():  # in registration order
         if fmt.auto and fmt.detect(root):
             return fmt.name
     return None
@@ -95,8 +93,8 @@ def read_dataset(root: str | Path, format: str = "auto") -> Manifest:
         return _confined(get_format(format).read(root))
     name = detect_format(root)
     if name is not None:
-        log.info("%s: detected the %s layout (%s)", root, name, _FORMATS[name].description)
-        return _confined(_FORMATS[name].read(root))
+        log.info("%s: detected the %s layout (%s)", root, name, _FORMATS.get(name).description)
+        return _confined(_FORMATS.get(name).read(root))
     seen = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]
     supported = "; ".join(f"{f.name}: {f.description}" for f in _FORMATS.values())
     raise DataError(

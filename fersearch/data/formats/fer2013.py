@@ -28,9 +28,8 @@ def find_csv(root: Path) -> Path | None:
 
 
 def detect(root: Path) -> bool:
-    from .ferplus import find_votes
-
-    return find_csv(root) is not None and find_votes(root) is None
+    # (A FERPlus folder holds fer2013.csv too: the registry tries FERPlus first.)
+    return find_csv(root) is not None
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ prefix; a name without a prefix belongs to timm.
 from __future__ import annotations
 
 from ...errors import ModelError
-from ..registry import Registry
+from ...registry import Registry
 from .base import Backbone, FeatureMaps
 from .clip import OpenClipFamily
 from .timm import TimmFamily

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import HeadSpec, register_head
+from .base import HeadSpec, register_head
 from .classifier import head_dropout
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..pooling import create_pool
-from . import HeadSpec, register_head
+from .base import HeadSpec, register_head
 
 
 def head_dropout(config) -> float:

@@ -22,7 +22,7 @@ from torch import nn
 from ...errors import ModelError
 from ..backbones.base import needs_text_tower
 from ..pooling import create_pool
-from . import HeadSpec, register_head
+from .base import HeadSpec, register_head
 from .classifier import head_dropout
 
 PLACEHOLDER = "X"  # CoOp's stand-in token, replaced by the learned context vectors

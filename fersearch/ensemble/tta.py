@@ -91,16 +91,3 @@ def apply_view(images: np.ndarray, view: View) -> np.ndarray:
     if view.flip:
         out = out[:, :, ::-1]
     return np.ascontiguousarray(out)
-
-
-def predict_views(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    views: list[View],
-    device: torch.device | None = None,
-) -> np.ndarray:
-    """Softmax outputs of ``model`` on every view: (V, N, K) float32."""
-    from ..train import predict_probs
-
-    device = device or next(model.parameters()).device
-    return np.stack([predict_probs(model, apply_view(images, v), model.preprocess, device) for v in views])

@@ -19,17 +19,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ensemble.probs import combine
 from ..errors import InvalidArgument
 from ..metrics import summarize
 from .calibrate import stratified_halves
-
-
-def combine(member_probs: np.ndarray, weights) -> np.ndarray:
-    """(M, N, K) member probabilities, (M,) weights -> (N, K) weighted mean."""
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (member_probs.shape[0],) or w.sum() <= 0 or (w < 0).any():
-        raise InvalidArgument(f"need {member_probs.shape[0]} non-negative weights, not all 0; got {w}")
-    return np.tensordot(w / w.sum(), member_probs.astype(np.float64), axes=1).astype(np.float32)
 
 
 def score(labels: np.ndarray, probs: np.ndarray, num_classes: int) -> tuple[float, float]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidArgument, ModelError, one_of
-from ..train.augment import to_input
+from ..runtime import to_input
 from . import tta
 
 BACKENDS = ("torch", "onnxruntime")

@@ -26,10 +26,10 @@ from typing import Any
 
 import optuna
 
-from .config import TUNABLE_KEYS, build_config
-from .errors import InvalidArgument, one_of
-
-PRESET_ATTR = "fersearch:preset"
+from ..config import TUNABLE_KEYS, build_config
+from ..errors import InvalidArgument, one_of
+from . import attrs
+from .space import CategoricalParam, FloatParam, IntParam
 
 PRESETS: dict[str, dict[str, Any]] = {
     # seed 000: CLIP-CAER to 70% UAR on RAER. CLIP ViT-B/16 with a learned prompt (lr 1e-3), the
@@ -146,7 +146,6 @@ def validate_presets() -> None:
 
 def split_for_space(preset: dict[str, Any], space) -> tuple[dict[str, Any], list[str]]:
     """(params to enqueue, keys skipped) for a preset in a SearchSpace (see the module doc)."""
-    from .search.space import CategoricalParam, FloatParam, IntParam
 
     enqueue, skipped = {}, []
     for key, value in preset.items():
@@ -176,7 +175,7 @@ def enqueue_presets(study: optuna.Study, space, names: list[str] | None = None) 
     names = list(PRESETS) if names is None else names
     for name in names:
         params, skipped = split_for_space(get_preset(name), space)
-        study.enqueue_trial(params, user_attrs={PRESET_ATTR: name, "preset_skipped": skipped})
+        study.enqueue_trial(params, user_attrs={attrs.PRESET: name, attrs.PRESET_SKIPPED: skipped})
     return names
 
 
@@ -190,13 +189,13 @@ def preset_values(
     """The values a preset trial sets beyond its sampled ``params`` ({} for other trials), fitted
     to the study's data (``has_context``: context views; ``au_classes``: AU labels); parts it
     cannot use are recorded in the trial's ``preset_skipped`` attribute."""
-    name = trial.user_attrs.get(PRESET_ATTR)
+    name = trial.user_attrs.get(attrs.PRESET)
     if not name:
         return {}
     values, dropped = fit_to_study(name, space, params or {}, has_context, au_classes)
     if dropped:
-        skipped = list(trial.user_attrs.get("preset_skipped", []))
-        trial.set_user_attr("preset_skipped", skipped + [k for k in dropped if k not in skipped])
+        skipped = list(trial.user_attrs.get(attrs.PRESET_SKIPPED, []))
+        trial.set_user_attr(attrs.PRESET_SKIPPED, skipped + [k for k in dropped if k not in skipped])
     return values
 
 

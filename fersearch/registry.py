@@ -1,4 +1,5 @@
-"""One registry per pluggable model family, with timm's verbs.
+"""One registry per pluggable family (backbones, necks, heads... and dataset layouts), with
+timm's verbs.
 
 Each family module builds a ``Registry`` and exposes ``register_x`` / ``list_x`` / ``create_x``
 around it, so every family is extended and queried the same way::
@@ -8,6 +9,9 @@ around it, so every family is extended and queried the same way::
 
     list_necks()            # ['cbam', 'dual', 'eca', 'se', ...]
     create_neck("se", 256)  # an unknown name raises ModelError listing the valid ones
+
+A family whose unknown names are another kind of error says which (``Registry("data format",
+error=DataError)``). ``values()`` keeps registration order, for families tried in turn.
 """
 
 from __future__ import annotations
@@ -16,16 +20,18 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ModelError
+from .errors import FersearchError, ModelError
 
 
 class Registry:
-    def __init__(self, family: str):
+    def __init__(self, family: str, error: type[FersearchError] = ModelError):
         self.family = family
+        self.error = error
         self._builders: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str) -> Callable:
-        """Decorator: ``@registry.register("name")`` over a class or a builder function."""
+        """Decorator: ``@registry.register("name")`` over a class or a builder function (or call
+        it on an object: ``registry.register("name")(obj)``)."""
 
         def wrap(builder):
             if name in self._builders:
@@ -45,8 +51,12 @@ class Registry:
         if name not in self._builders:
             close = difflib.get_close_matches(str(name), self.names(), n=3, cutoff=0.5)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise ModelError(f"unknown {self.family} {name!r}{hint}; valid: {', '.join(self.names())}")
+            raise self.error(f"unknown {self.family} {name!r}{hint}; valid: {', '.join(self.names())}")
         return self._builders[name]
+
+    def values(self) -> list[Any]:
+        """What was registered, in registration order."""
+        return list(self._builders.values())
 
     def create(self, name: str, *args, **kwargs):
         return self.get(name)(*args, **kwargs)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+from functools import lru_cache
 from pathlib import Path
 
+import jinja2
 import numpy as np
+from markupsafe import Markup
 
 from ..metrics import summarize
 from ..plots import confusion_png, per_class_png, search_png
@@ -261,67 +264,45 @@ def render_markdown(r: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- html
-
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
-color:#1d2330;line-height:1.45;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #d5d9e2;padding:.3rem .55rem;text-align:right} th{background:#f1f3f8}
-td:first-child,th:first-child{text-align:left}
-.cards{display:flex;gap:1rem;flex-wrap:wrap;margin:1rem 0}
-.card{border:1px solid #d5d9e2;border-radius:8px;padding:.8rem 1.1rem;min-width:200px;background:#fafbfe}
-.card .v{font-size:1.9rem;font-weight:600} .card .k{color:#5a6275;font-size:.85rem}
-.note{background:#fff8e6;border-left:4px solid #e0a800;padding:.6rem .9rem;font-size:.9rem}
-.ok{color:#1a7f37} .bad{color:#b42318} .muted{color:#5a6275;font-size:.85rem}
-img{max-width:100%;border:1px solid #eee} pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.78rem}
-"""
+# The page is fersearch/finalize/templates/report.html (Jinja2, autoescaped); the tables are
+# built here, their cells escaped by _e where they carry markup.
 
 
 def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+def _table(header: list[str], rows: list[list[str]], cls: str = "") -> Markup:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return Markup(f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+def _img(png: bytes, alt: str) -> Markup:
+    return Markup(f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
 
 
-def _search_html(r: dict, figures: dict[str, bytes]) -> str:
-    s = r.get("search")
-    if not s or not s["trials"] or "search" not in figures:
-        return ""
-    return (
-        f"<h2>The search</h2><p>{len(s['trials'])} finished trials ({s['complete']} complete, "
-        f"{s['pruned']} pruned); best validation UAR <b id='search-best'>{_f(s['best_val_uar'])}</b>. "
-        "Each point is a trial's validation UAR (a pruned trial: its last epoch).</p>"
-        + _img(figures["search"], "validation UAR per trial and best so far")
-    )
-
-
-def render_html(r: dict, figures: dict[str, bytes]) -> str:
-    t, v = r["test"], r["validation"]
-    bt = r["bootstrap"]["test"]
-    final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
+def _cards(r: dict, final: str) -> list[dict]:
     b = r.get("baselines") or {}
     no_learning = {
         "uar": f"chance {b['chance_uar']:.4f} (1/{len(r['class_names'])} classes)" if b else "",
-        "war": f"always {_e(b['majority_class'])}: {b['majority_class_war']:.4f}" if b else "",
+        "war": f"always {b['majority_class']}: {b['majority_class_war']:.4f}" if b else "",
         "macro_f1": "",
     }
-    cards = "".join(
-        f'<div class="card"><div class="k">test {label}</div>'
-        f'<div class="v" id="test-{key}">{t[key]:.4f}</div>'
-        f'<div class="muted">95% CI {_ci(r, "test", final, key)}</div>'
-        f'<div class="muted" id="baseline-{key}">{no_learning[key]}</div></div>'
+    return [
+        {
+            "key": key,
+            "label": label,
+            "value": f"{r['test'][key]:.4f}",
+            "ci": _ci(r, "test", final, key),
+            "baseline": no_learning[key],
+        }
         for key, label in (("uar", "UAR"), ("war", "WAR"), ("macro_f1", "macro F1"))
-    )
-    search_html = _search_html(r, figures)
+    ]
+
+
+def _comparison_tables(r: dict) -> tuple[Markup, Markup]:
+    bt = r["bootstrap"]["test"]
     comp_rows = []
     for name, c in r["comparison"].items():
         iv = bt["intervals"][name]["uar"]
@@ -347,21 +328,30 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
                 f"{d['macro_f1']['value']:+.4f}",
             ]
         )
+    return (
+        _table(["predictor", "val UAR", "test UAR [95% CI]", "test WAR", "test macro F1"], comp_rows),
+        _table(["test difference", "UAR", "UAR 95% CI", "WAR", "macro F1"], delta_rows),
+    )
+
+
+def _test_tables(t: dict) -> tuple[Markup, Markup]:
     pc_rows = [
         [_e(n), _f(pc["precision"], 3), _f(pc["recall"], 3), _f(pc["f1"], 3), str(int(pc["support"]))]
         for n, pc in t["per_class"].items()
     ]
     conf_rows = [
-        [
-            _e(p["true"]),
-            _e(p["predicted"]),
-            str(p["count"]),
-            f"{p['share_of_true']:.1%}",
-            "yes" if p["seed001_pair"] else "",
-        ]
+        [_e(p["true"]), _e(p["predicted"]), str(p["count"]), f"{p['share_of_true']:.1%}"]
+        + ["yes" if p["seed001_pair"] else ""]
         for p in t["most_confused"]
     ]
-    rec = r["recipe"]
+    return (
+        _table(["class", "precision", "recall", "F1", "support"], pc_rows),
+        _table(["true", "predicted as", "count", "share of true class", "seed 001 pair"], conf_rows),
+    )
+
+
+def _choice_tables(r: dict) -> tuple[Markup, Markup]:
+    rec, cal = r["recipe"], r["recipe"]["calibration"]
     tta_rows = [
         [
             _e(name) + (" <b>(chosen)</b>" if name == rec["tta"]["chosen"] else ""),
@@ -371,17 +361,21 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
         ]
         for name, c in rec["tta"]["candidates"].items()
     ]
-    sel = rec["selection"]
-    cal = rec["calibration"]
-    cf = cal["crossfit_on_validation"]
     cal_rows = [
         [_e(n), f"{b:+.2f}", f"{a:+.2f}"]
         for n, b, a in zip(r["class_names"], cal["fitted_bias"], cal["bias"])
     ]
-    member_rows = []
+    return (
+        _table(["view set", "views", "val UAR (plain mean)", "val NLL"], tta_rows),
+        _table(["class", "fitted offset", "applied offset"], cal_rows),
+    )
+
+
+def _members_table(r: dict) -> Markup:
+    rows = []
     for m in r["members"]:
         c = m["config"]
-        member_rows.append(
+        rows.append(
             [
                 _e(m["id"]) + ("" if m["selected"] else " <span class='muted'>(weight 0)</span>"),
                 _e(c["backbone"]),
@@ -393,128 +387,116 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
                 f"<details><summary>config</summary><pre>{_e(json.dumps(c, indent=1))}</pre></details>",
             ]
         )
-    d = r["deployment"]
+    header = [
+        "member",
+        "backbone",
+        "search val UAR",
+        "retrained val UAR",
+        "best epoch",
+        "weight",
+        "test UAR",
+        "",
+    ]
+    return _table(header, rows)
+
+
+def _deployment_table(d: dict) -> Markup:
     lat_ok = d["latency_ms_per_image_median"] <= d["budgets"]["latency_ms_per_image"]
     size_ok = d["size_bytes"] <= d["budgets"]["size_bytes"]
-    cv_html = ""
-    if r.get("cv"):
-        cvr = r["cv"]
-        s = cvr["summary"]
-        cv_html = (
-            f"<h2>{cvr['folds']}-fold cross-validation of the final recipe</h2>"
-            "<p class='muted'>Train and validation pooled, stratified folds, each predicted by members "
-            "trained on the other folds with the recipe's fixed epochs, TTA, weights and calibration. "
-            "The recipe was chosen on validation images that are in the pool: mildly optimistic.</p>"
-            + _table(
-                ["", "UAR", "WAR", "macro F1"],
-                [
-                    [name]
-                    + [
-                        f"{s[name][k]['mean']:.4f} &plusmn; {s[name][k]['std']:.4f}"
-                        for k in ("uar", "war", "macro_f1")
-                    ]
-                    for name in ("uncalibrated", "calibrated")
-                ],
-            )
-            + _table(
-                ["fold", "n", "UAR", "WAR", "macro F1"],
-                [
-                    [str(f["fold"]), str(f["n"])]
-                    + [f"{f['calibrated'][k]:.4f}" for k in ("uar", "war", "macro_f1")]
-                    for f in cvr["per_fold"]
-                ],
-            )
-        )
-    counts = r["dataset"]["counts"]
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>fersearch report: {_e(r["study"])}</title>
-<style>{_CSS}</style></head><body>
-<h1>fersearch report: study <code>{_e(r["study"])}</code></h1>
-<p class="muted">{_e(r["created"])} &middot; {_e(r["dataset"]["format"])} data at <code>{
-        _e(r["dataset"]["root"])
-    }</code>
-&middot; train / val / test images: {sum(counts["train"])} / {sum(counts["val"])} / {sum(counts["test"])}
-&middot; code {_e(r["code_version"])}</p>
-<div class="cards">{cards}</div>
-<p>Validation (after selection, optimistic): UAR {v["uar"]:.4f}, WAR {v["war"]:.4f}, macro F1 {
-        v["macro_f1"]:.4f}.</p>
-<p class="note">{_e(rec["hygiene"])}</p>
+    latency = f"latency per image (median, batch 1, {_e(d['latency_device'])}, {d['torch_threads']} threads)"
+    rows = [
+        [
+            latency,
+            f"<span class='{'ok' if lat_ok else 'bad'}'>{d['latency_ms_per_image_median']:.1f} ms</span>",
+            f"{d['budgets']['latency_ms_per_image']} ms",
+        ],
+        *_onnx_latency_rows(d),
+        [
+            "size on disk",
+            f"<span class='{'ok' if size_ok else 'bad'}'>{d['size_bytes'] / 2**20:.1f} MiB</span>",
+            f"{d['budgets']['size_bytes'] / 2**20:.0f} MiB",
+        ],
+    ]
+    return _table(["", "measured", "budget (seed 004)"], rows)
 
-{search_html}
-<h2>Where the gain comes from</h2>
-{_table(["predictor", "val UAR", "test UAR [95% CI]", "test WAR", "test macro F1"], comp_rows)}
-<p class="muted">Paired bootstrap over the same {
-        bt["n_boot"]
-    } test resamples; green: the interval excludes 0.</p>
-{_table(["test difference", "UAR", "UAR 95% CI", "WAR", "macro F1"], delta_rows)}
 
-<h2>Per class (test)</h2>
-{_table(["class", "precision", "recall", "F1", "support"], pc_rows)}
-{_img(figures["per_class"], "per-class precision, recall and F1")}
-
-<h2>Confusion matrix (test)</h2>
-{_img(figures["confusion"], "test confusion matrix, counts and normalised")}
-<h3>Most confused pairs</h3>
-{_table(["true", "predicted as", "count", "share of true class", "seed 001 pair"], conf_rows)}
-
-<h2>Choices made on validation</h2>
-<h3>Test-time augmentation</h3>
-{_table(["view set", "views", "val UAR (plain mean)", "val NLL"], tta_rows)}
-<h3>Ensemble selection</h3>
-<p>{_e(sel["method"])}. Weights used: <b id="selection-used">{
-        _e(sel.get("used", "greedy").replace("_", " "))
-    }</b> ({_e(sel.get("reason", ""))}); validation UAR {sel["val_uar"]:.4f} against {
-        sel["plain_mean_val_uar"]:.4f} for the plain mean of all members.</p>
-<h3>Calibration</h3>
-<p>Per-class additive log-probability offsets, tuned by coordinate ascent on validation UAR.
-Cross-fitted on validation (offsets fitted on one half, scored on the other): UAR {cf["uar_before"]:.4f}
-&rarr; {cf["uar_after"]:.4f} ({cf["gain"]:+.4f}), so calibration is
-<b id="calibration-applied">{"applied" if cal["applied"] else "not applied"}</b>.</p>
-{_table(["class", "fitted offset", "applied offset"], cal_rows)}
-
-<h2>Members</h2>
-{
-        _table(
-            [
-                "member",
-                "backbone",
-                "search val UAR",
-                "retrained val UAR",
-                "best epoch",
-                "weight",
-                "test UAR",
-                "",
-            ],
-            member_rows,
-        )
+def _cv_tables(cvr: dict | None) -> dict | None:
+    if not cvr:
+        return None
+    s = cvr["summary"]
+    summary = [
+        [name]
+        + [f"{s[name][k]['mean']:.4f} &plusmn; {s[name][k]['std']:.4f}" for k in ("uar", "war", "macro_f1")]
+        for name in ("uncalibrated", "calibrated")
+    ]
+    per_fold = [
+        [str(f["fold"]), str(f["n"])] + [f"{f['calibrated'][k]:.4f}" for k in ("uar", "war", "macro_f1")]
+        for f in cvr["per_fold"]
+    ]
+    return {
+        "folds": cvr["folds"],
+        "summary": _table(["", "UAR", "WAR", "macro F1"], summary),
+        "per_fold": _table(["fold", "n", "UAR", "WAR", "macro F1"], per_fold),
     }
-{cv_html}
-<h2>Deployment</h2>
-{
-        _table(
-            ["", "measured", "budget (seed 004)"],
-            [
-                [
-                    "latency per image (median, batch 1, "
-                    + _e(d["latency_device"])
-                    + f", {d['torch_threads']} threads)",
-                    f"<span class='{'ok' if lat_ok else 'bad'}'>"
-                    f"{d['latency_ms_per_image_median']:.1f} ms</span>",
-                    f"{d['budgets']['latency_ms_per_image']} ms",
-                ],
-                *_onnx_latency_rows(d),
-                [
-                    "size on disk",
-                    f"<span class='{'ok' if size_ok else 'bad'}'>{d['size_bytes'] / 2**20:.1f} MiB</span>",
-                    f"{d['budgets']['size_bytes'] / 2**20:.0f} MiB",
-                ],
-            ],
-        )
+
+
+def _search_section(r: dict, figures: dict[str, bytes]) -> dict | None:
+    s = r.get("search")
+    if not s or not s["trials"] or "search" not in figures:
+        return None
+    return {
+        "n": len(s["trials"]),
+        "complete": s["complete"],
+        "pruned": s["pruned"],
+        "best": _f(s["best_val_uar"]),
+        "img": _img(figures["search"], "validation UAR per trial and best so far"),
     }
-<p class="muted">{d["members"]} member(s) &times; {d["views_per_member"]} TTA view(s); exported to
-<code>{_e(r["ensemble_dir"])}</code>. Run <code>fersearch predict --model {
-        _e(r["ensemble_dir"])
-    } IMAGE...</code>.</p>
-</body></html>
-"""
+
+
+@lru_cache(maxsize=1)
+def _template():
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("fersearch.finalize", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a key the report lacks is an error, not a blank
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html")
+
+
+def render_html(r: dict, figures: dict[str, bytes]) -> str:
+    final = "deployed" if "deployed" in r["comparison"] else "ensemble_calibrated"
+    comparison, deltas = _comparison_tables(r)
+    per_class, confused = _test_tables(r["test"])
+    tta, calibration = _choice_tables(r)
+    sel, cal = r["recipe"]["selection"], r["recipe"]["calibration"]
+    return _template().render(
+        r=r,
+        counts={split: sum(n) for split, n in r["dataset"]["counts"].items()},
+        cards=_cards(r, final),
+        search=_search_section(r, figures),
+        tables={
+            "comparison": comparison,
+            "deltas": deltas,
+            "per_class": per_class,
+            "confused": confused,
+            "tta": tta,
+            "calibration": calibration,
+            "members": _members_table(r),
+            "deployment": _deployment_table(r["deployment"]),
+        },
+        images={
+            "per_class": _img(figures["per_class"], "per-class precision, recall and F1"),
+            "confusion": _img(figures["confusion"], "test confusion matrix, counts and normalised"),
+        },
+        sel={
+            "method": sel["method"],
+            "used": sel.get("used", "greedy").replace("_", " "),
+            "reason": sel.get("reason", ""),
+            "val_uar": sel["val_uar"],
+            "plain_mean_val_uar": sel["plain_mean_val_uar"],
+        },
+        cal={"applied": cal["applied"], "crossfit": cal["crossfit_on_validation"]},
+        cv=_cv_tables(r.get("cv")),
+        d=r["deployment"],
+    )

@@ -32,19 +32,17 @@ from ..data.views import packed_split
 from ..ensemble import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk, tta
 from ..ensemble.probs import apply_bias, combine
 from ..errors import InvalidArgument, ModelError, one_of
-from ..metrics import summarize
 from ..models import preprocess_for
 from ..progress import tasks
 from ..runtime import resolve_device
 from ..search.study import load_study, settings
 from ..train.evaluate import predict_views
-from ..version import code_version
 from . import calibrate, weighting
-from .bootstrap import bootstrap
 from .cv import cross_validate
-from .report import baselines, metrics_block, write_report
-from .retrain import MemberStore, TrainedMember, save_array, split_arrays, train_member
-from .select import MemberSpec, member_specs, search_history, top_trials
+from .report import build_report, member_info, write_report
+from .retrain import MemberStore, Splits, TrainedMember, save_array, train_member
+from .select import MemberSpec, member_specs, top_trials
+from .stages import Choices, TestResults
 
 RETRAIN_ON = ("train", "train+val")
 TTA_MODES = ("auto", *tta.VIEW_SETS)
@@ -61,31 +59,6 @@ def _check_args(top: int, seeds: int, retrain_on: str, cv: int | None, tta_mode:
         raise InvalidArgument(f"--cv needs at least 2 folds (got {cv}); leave it out for no cross-validation")
     if tta_mode not in TTA_MODES:
         raise InvalidArgument(f"--tta: {one_of(tta_mode, TTA_MODES)}")
-
-
-def _retrain_all(specs, manifest, store, views, progress, label) -> list[TrainedMember]:
-    overall = progress.add_task(label, total=len(specs))
-    members = []
-    for spec in specs:
-        size = preprocess_for(spec.config)["image_size"]
-        train, val = split_arrays(manifest, "train", size), split_arrays(manifest, "val", size)
-        task = progress.add_task(f"  {spec.id}: epoch", total=spec.config.epochs)
-        members.append(
-            train_member(
-                spec,
-                store,
-                train,
-                val,
-                manifest.num_classes,
-                "best",
-                views,
-                on_epoch=lambda rec, t=task: progress.advance(t),
-                class_names=list(manifest.class_names),
-            )
-        )
-        progress.remove_task(task)
-        progress.advance(overall)
-    return members
 
 
 def choose_view_set(member_views: np.ndarray, view_names: list[str], labels, n_cls: int) -> dict:
@@ -138,114 +111,196 @@ def finalize(
         console.print(f"[yellow]only {len(trials)} distinct complete trial(s); using them all[/]")
     specs = member_specs(trials, seeds)
     manifest = load_manifest(cfg.data)
-    n_cls, class_names = manifest.num_classes, list(manifest.class_names)
-    views = list(tta.ALL_VIEWS) if tta_mode == "auto" else tta.view_set(tta_mode)
-    if tta_mode not in ("auto", "none"):
-        views = [tta.ALL_VIEWS[0], *[v for v in views if v.name != "full"]]  # "none" is the baseline
-    view_names = [v.name for v in views]
-    members_root = out / "members"
+    splits = Splits(manifest)
+    views = _candidate_views(tta_mode)
 
-    progress = tasks(console)
-    with progress:
-        # 1. Retrain on train; the validation split picks each member's epoch.
-        members = _retrain_all(
-            specs, manifest, MemberStore(members_root, "train"), views, progress, "finalize: retrain members"
-        )
-    val_labels = split_arrays(manifest, "val", preprocess_for(specs[0].config)["image_size"]).labels
-    member_views = np.stack([m.predictions("held_views") for m in members])  # (M, V, Nval, K)
-
+    # 1. Retrain on train; the validation split picks each member's epoch.
+    with tasks(console) as progress:
+        store = MemberStore(out / "members", "train")
+        members = _train_members(specs, splits, store, views, progress, "finalize: retrain members")
     # 2-4. Every choice on validation only.
+    val_labels = splits.get("val", preprocess_for(specs[0].config)["image_size"]).labels
+    choices = choose_on_validation(members, [v.name for v in views], val_labels, manifest.num_classes)
+    console.print(_describe_choices(choices))
+    # 5. The deployed members: the selected train-only members, or their train+val refits.
+    deployed = [members[i] for i in choices.selected]
+    if retrain_on == "train+val":
+        refits = [_fixed_epochs(m) for m in deployed]
+        with tasks(console) as progress:
+            store = MemberStore(out / "members", "trainval")
+            deployed = _train_members(refits, splits, store, [tta.ALL_VIEWS[0]], progress, REFIT, refit=True)
+    # 6. Cross-validation of the fixed recipe on train+val (never test).
+    cv_result = _cross_validate(members, choices, manifest, cv, out / "cv", console) if cv else None
+    # 7. Every choice is sealed. Read the test split, once, for the report.
+    splits.seal()
+    test = _test_stage(members, deployed, splits, choices, manifest.num_classes, retrain_on)
+    # Export first, so latency and size are measured on the artefact people will deploy.
+    ensemble_dir, onnx_files = _export(out, members, deployed, choices, manifest, retrain_on, onnx, console)
+    deploy = _measure_deployment(ensemble_dir, splits, latency_images, bool(onnx_files))
+    deploy["onnx_files"] = onnx_files
+    _save_predictions(out / "predictions.npz", members, choices, test)
+    report = build_report(
+        study_name,
+        study,
+        cfg,
+        manifest,
+        {"top": top, "seeds": seeds, "retrain_on": retrain_on, "tta_mode": tta_mode},
+        members,
+        choices,
+        test,
+        _hygiene_note(retrain_on),
+        cv_result,
+        deploy,
+        ensemble_dir,
+    )
+    paths = write_report(out, report)
+    paths["ensemble"] = ensemble_dir
+    paths["predictions"] = out / "predictions.npz"
+    return paths
+
+
+REFIT = "finalize: refit on train+val"
+
+
+def _candidate_views(tta_mode: str) -> list[tta.View]:
+    """The views every member is scored on: all of them for --tta auto; otherwise the named
+    set, always with the plain view, the "none" baseline."""
+    if tta_mode == "auto":
+        return list(tta.ALL_VIEWS)
+    views = tta.view_set(tta_mode)
+    if tta_mode != "none":
+        views = [tta.ALL_VIEWS[0], *[v for v in views if v.name != "full"]]
+    return views
+
+
+def _train_members(specs, splits: Splits, store, views, progress, label: str, refit: bool = False):
+    """Train each spec, one progress row each. Train-only members choose their epoch on
+    validation; a refit trains on train+val for the spec's fixed epochs and keeps the last
+    (validation is inside its training data: it only receives predictions, it picks nothing)."""
+    overall = progress.add_task(label, total=len(specs))
+    members = []
+    for spec in specs:
+        size = preprocess_for(spec.config)["image_size"]
+        train, val = splits.get("train", size), splits.get("val", size)
+        task = progress.add_task(f"  {spec.id}: epoch", total=spec.config.epochs)
+        members.append(
+            train_member(
+                spec,
+                store,
+                SplitArrays.concat(train, val) if refit else train,
+                val,
+                splits.manifest.num_classes,
+                "last" if refit else "best",
+                views,
+                on_epoch=lambda rec, t=task: progress.advance(t),
+                class_names=list(splits.manifest.class_names),
+            )
+        )
+        progress.remove_task(task)
+        progress.advance(overall)
+    return members
+
+
+def choose_on_validation(members: list[TrainedMember], view_names, val_labels, n_cls: int) -> Choices:
+    """Steps 2-4: the TTA view set, the ensemble weights and the calibration offsets."""
+    member_views = np.stack([m.predictions("held_views") for m in members])  # (M, V, Nval, K)
     tta_choice = choose_view_set(member_views, view_names, val_labels, n_cls)
-    view_set = tta_choice["chosen"]
-    member_val = np.stack([_apply_views(m, view_set) for m in members])  # (M, Nval, K)
+    member_val = np.stack([_apply_views(m, tta_choice["chosen"]) for m in members])  # (M, Nval, K)
     selection, decision = weighting.choose_weights(member_val, val_labels, n_cls)
     weights = np.asarray(selection.weights)
     val_raw = combine(member_val, weights)
-    bias = calibrate.fit_bias(val_raw, val_labels, n_cls)
+    fitted = calibrate.fit_bias(val_raw, val_labels, n_cls)
     crossfit = calibrate.crossfit_gain(val_raw, val_labels, n_cls)
     # Offsets that do not help on held-out halves of validation are noise fitted to a small
     # split: drop them rather than ship them.
-    calibration_applied = crossfit["gain"] > 0
-    fitted_bias = bias
-    if not calibration_applied:
-        bias = np.zeros(n_cls)
-    selected = [i for i in range(len(members)) if weights[i] > 0]
-    console.print(
-        f"validation ({len(val_labels)} images): TTA [bold]{view_set}[/], "
-        + (
-            f"greedy ensemble of {len(selected)} member(s) (UAR {selection.val_uar:.4f} vs plain mean "
-            f"{selection.plain_mean_val_uar:.4f}; {decision['reason']}), "
-            if decision["used"] == "greedy"
-            else f"plain mean of {len(selected)} member(s) ({decision['reason']}), "
-        )
-        + (
-            f"calibration offsets {np.round(bias, 2).tolist()}"
-            if calibration_applied
-            else "calibration not applied (no cross-fitted gain on validation)"
-        )
+    applied = crossfit["gain"] > 0
+    return Choices(
+        view_set=tta_choice["chosen"],
+        tta=tta_choice,
+        val_labels=val_labels,
+        member_val=member_val,
+        selection=selection,
+        decision=decision,
+        weights=weights,
+        val_raw=val_raw,
+        bias=fitted if applied else np.zeros(n_cls),
+        fitted_bias=fitted,
+        crossfit=crossfit,
+        calibration_applied=bool(applied),
     )
 
-    # 5. The deployed members: the selected train-only members, or their train+val refits.
-    deployed = [members[i] for i in selected]
-    if retrain_on == "train+val":
-        refit_specs = [_fixed_epochs(members[i]) for i in selected]
-        with tasks(console) as progress:
-            deployed = _refit_trainval(refit_specs, manifest, members_root, progress)
 
-    # 6. Cross-validation of the fixed recipe on train+val (never test).
-    cv_result = None
-    if cv is not None:
-        cv_specs = [_fixed_epochs(members[i]) for i in selected]
-        with tasks(console) as progress:
-            task = progress.add_task(f"finalize: {cv}-fold cross-validation", total=cv)
-            cv_result = cross_validate(
-                cv_specs,
-                [weights[i] for i in selected],
-                bias,
-                view_set,
-                manifest,
-                cv,
-                out / "cv",
-                on_fold=lambda done, total: progress.update(task, completed=done),
-            )
+def _describe_choices(c: Choices) -> str:
+    n, sel = len(c.selected), c.selection
+    if c.decision["used"] == "greedy":
+        weights = (
+            f"greedy ensemble of {n} member(s) (UAR {sel.val_uar:.4f} vs plain mean "
+            f"{sel.plain_mean_val_uar:.4f}; {c.decision['reason']}), "
+        )
+    else:
+        weights = f"plain mean of {n} member(s) ({c.decision['reason']}), "
+    calibration = (
+        f"calibration offsets {np.round(c.bias, 2).tolist()}"
+        if c.calibration_applied
+        else "calibration not applied (no cross-fitted gain on validation)"
+    )
+    return f"validation ({len(c.val_labels)} images): TTA [bold]{c.view_set}[/], {weights}{calibration}"
 
-    # 7. Selection is fixed. Read the test split, once, for the report.
+
+def _cross_validate(members, c: Choices, manifest, folds: int, root: Path, console) -> dict:
+    specs = [_fixed_epochs(members[i]) for i in c.selected]
+    weights = [c.weights[i] for i in c.selected]
+    with tasks(console) as progress:
+        task = progress.add_task(f"finalize: {folds}-fold cross-validation", total=folds)
+        return cross_validate(
+            specs,
+            weights,
+            c.bias,
+            c.view_set,
+            manifest,
+            folds,
+            root,
+            on_fold=lambda done, total: progress.update(task, completed=done),
+        )
+
+
+def _test_stage(members, deployed, splits: Splits, c: Choices, n_cls: int, retrain_on: str) -> TestResults:
     test_sets = {}
     for m in [*members, *deployed]:
         size = preprocess_for(m.config)["image_size"]
         if size not in test_sets:
-            test_sets[size] = split_arrays(manifest, "test", size)
-    test_labels = next(iter(test_sets.values())).labels
-    views_chosen = tta.view_set(view_set)
+            test_sets[size] = splits.get("test", size)
+    views = tta.view_set(c.view_set)
 
     def test_probs(m: TrainedMember) -> np.ndarray:
         model = m.load_model(n_cls).to(resolve_device(m.config.device))
         test = test_sets[preprocess_for(m.config)["image_size"]]
-        p = predict_views(model, packed_split(test, m.config.fusion != "none"), views_chosen)
-        p = p.mean(0)
-        save_array(m.dir / f"test_probs_{view_set}.npy", p)  # kept beside the member, for audits
+        p = predict_views(model, packed_split(test, m.config.fusion != "none"), views).mean(0)
+        save_array(m.dir / f"test_probs_{c.view_set}.npy", p)  # kept beside the member, for audits
         return p
 
     member_test = np.stack([test_probs(m) for m in members])
-    test_raw = combine(member_test, weights)
+    deployed_test, deployed_raw = None, combine(member_test, c.weights)
     if retrain_on == "train+val":
         deployed_test = np.stack([test_probs(m) for m in deployed])
-        deployed_raw = combine(deployed_test, weights[selected])
-    else:
-        deployed_test, deployed_raw = None, test_raw
-    test_final = apply_bias(deployed_raw, bias)
-    val_final = apply_bias(val_raw, bias)
+        deployed_raw = combine(deployed_test, c.weights[c.selected])
+    labels = next(iter(test_sets.values())).labels
+    return TestResults(labels, member_test, deployed_test, deployed_raw, apply_bias(deployed_raw, c.bias))
 
-    # Export first, so latency and size are measured on the artefact people will deploy.
+
+def _export(
+    out: Path, members, deployed, c: Choices, manifest, retrain_on, onnx, console
+) -> tuple[Path, list]:
     out.mkdir(parents=True, exist_ok=True)
     ensemble_dir = out / "ensemble"
+    n_cls = manifest.num_classes
     save_ensemble(
         ensemble_dir,
-        [(m.load_model(n_cls), _member_info(m, members, weights)) for m in deployed],
-        class_names,
-        [float(weights[i]) for i in selected],
-        bias.tolist(),
-        view_set,
+        [(m.load_model(n_cls), member_info(m, members, c.weights)) for m in deployed],
+        list(manifest.class_names),
+        [float(c.weights[i]) for i in c.selected],
+        c.bias.tolist(),
+        c.view_set,
         retrain_on,
     )
     want_onnx = onnx_available() if onnx is None else onnx
@@ -255,111 +310,26 @@ def finalize(
             "[yellow]ONNX export failed (reason in ensemble/manifest.json); the safetensors "
             "ensemble is complete, predict with --backend torch[/]"
         )
-    deploy = _measure_deployment(ensemble_dir, split_arrays, manifest, latency_images, bool(onnx_files))
-    deploy["onnx_files"] = onnx_files
+    return ensemble_dir, onnx_files
 
-    best = int(np.argmax([m.record["val_uar"] for m in members]))  # best single model: by validation
+
+def _save_predictions(path: Path, members, c: Choices, test: TestResults) -> None:
     arrays = {
-        "val_labels": val_labels,
-        "test_labels": test_labels,
+        "val_labels": c.val_labels,
+        "test_labels": test.labels,
         "member_ids": np.array([m.id for m in members]),
-        "member_val_probs": member_val,
-        "member_test_probs": member_test,
-        "weights": weights,
-        "bias": bias,
-        "val_probs_uncalibrated": val_raw,
-        "val_probs": val_final,
-        "test_probs_uncalibrated": deployed_raw,
-        "test_probs": test_final,
+        "member_val_probs": c.member_val,
+        "member_test_probs": test.member_test,
+        "weights": c.weights,
+        "bias": c.bias,
+        "val_probs_uncalibrated": c.val_raw,
+        "val_probs": apply_bias(c.val_raw, c.bias),
+        "test_probs_uncalibrated": test.deployed_raw,
+        "test_probs": test.final,
     }
-    if deployed_test is not None:
-        arrays["deployed_member_test_probs"] = deployed_test
-    np.savez_compressed(out / "predictions.npz", **arrays)
-
-    rows = _comparison_rows(member_val, member_test, weights, bias, best, deployed_raw, retrain_on)
-    pairs = [
-        ("ensemble", "best_single"),
-        ("ensemble_calibrated", "ensemble"),
-        ("ensemble_calibrated", "best_single"),
-        ("ensemble", "plain_mean"),
-        ("deployed", "best_single"),
-    ]
-    cis = {}
-    for split, labels in (("val", val_labels), ("test", test_labels)):
-        preds = {name: r[split].argmax(1) for name, r in rows.items() if r[split] is not None}
-        cis[split] = bootstrap(labels, preds, n_cls, pairs=[p for p in pairs if set(p) <= set(preds)])
-    report = {
-        "study": study_name,
-        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "class_names": class_names,
-        "data": cfg.data.model_dump(mode="json"),
-        "dataset": {
-            "root": str(manifest.root),
-            "format": manifest.format,
-            "counts": {s: manifest.counts(s) for s in ("train", "val", "test")},
-        },
-        "recipe": {
-            "top": top,
-            "seeds": seeds,
-            "retrain_on": retrain_on,
-            "tta_mode": tta_mode,
-            "tta": tta_choice,
-            "selection": {
-                "method": "greedy forward selection with replacement, sorted initialisation "
-                "(Caruana et al. 2004), metric validation UAR (ties: NLL); kept only if weights "
-                "chosen on one stratified half of validation beat the plain mean on the other",
-                "used": decision["used"],
-                "reason": decision["reason"],
-                "crossfit_on_validation": decision["crossfit"],
-                "weights": weights.tolist(),
-                "counts": selection.counts,
-                "init_size": selection.init_size,
-                "val_uar": selection.val_uar,
-                "plain_mean_val_uar": selection.plain_mean_val_uar,
-                "steps": selection.steps,
-            },
-            "calibration": {
-                "applied": bool(calibration_applied),
-                "bias": bias.tolist(),
-                "fitted_bias": fitted_bias.tolist(),
-                "crossfit_on_validation": crossfit,
-                "rule": "offsets fitted on all of validation; applied only if offsets fitted on one "
-                "stratified half raise UAR on the other (pooled over both halves)",
-            },
-            "best_single_member": members[best].id,
-            "hygiene": _hygiene_note(retrain_on),
-        },
-        "validation": metrics_block(val_labels, val_final, class_names),
-        "test": metrics_block(test_labels, test_final, class_names),
-        "baselines": baselines(manifest.counts("train"), test_labels, class_names),
-        "search": search_history(study),
-        "comparison": {
-            name: {
-                "label": r["label"],
-                "val": _headline(val_labels, r["val"], n_cls) if r["val"] is not None else None,
-                "test": _headline(test_labels, r["test"], n_cls),
-            }
-            for name, r in rows.items()
-        },
-        "bootstrap": cis,
-        "members": [
-            {
-                **_member_info(m, members, weights),
-                "selected": bool(weights[i] > 0),
-                "test_uar": summarize(test_labels, member_test[i].argmax(1), n_cls)["uar"],
-            }
-            for i, m in enumerate(members)
-        ],
-        "weights": weights.tolist(),
-        "cv": cv_result,
-        "deployment": deploy,
-        "ensemble_dir": str(ensemble_dir),
-        "code_version": code_version(),
-    }
-    paths = write_report(out, report)
-    paths["ensemble"] = ensemble_dir
-    paths["predictions"] = out / "predictions.npz"
-    return paths
+    if test.deployed_test is not None:
+        arrays["deployed_member_test_probs"] = test.deployed_test
+    np.savez_compressed(path, **arrays)
 
 
 def _fixed_epochs(member: TrainedMember) -> MemberSpec:
@@ -368,80 +338,6 @@ def _fixed_epochs(member: TrainedMember) -> MemberSpec:
     config = member.config
     config = config.model_copy(update={"epochs": e, "warmup_epochs": min(config.warmup_epochs, e)})
     return MemberSpec(member.record["trial"], member.record["seed"], config, member.record["search_val_uar"])
-
-
-def _refit_trainval(specs, manifest, members_root, progress) -> list[TrainedMember]:
-    store = MemberStore(members_root, "trainval")
-    overall = progress.add_task("finalize: refit on train+val", total=len(specs))
-    out = []
-    for spec in specs:
-        size = preprocess_for(spec.config)["image_size"]
-        train, val = split_arrays(manifest, "train", size), split_arrays(manifest, "val", size)
-        task = progress.add_task(f"  {spec.id}: epoch", total=spec.config.epochs)
-        # val is inside the training data now: it only receives predictions, it picks nothing.
-        out.append(
-            train_member(
-                spec,
-                store,
-                SplitArrays.concat(train, val),
-                val,
-                manifest.num_classes,
-                "last",
-                [tta.ALL_VIEWS[0]],
-                on_epoch=lambda rec, t=task: progress.advance(t),
-                class_names=list(manifest.class_names),
-            )
-        )
-        progress.remove_task(task)
-        progress.advance(overall)
-    return out
-
-
-def _member_info(m: TrainedMember, members: list[TrainedMember], weights) -> dict:
-    """What the report and the manifest say about a member (weights from its train-only run)."""
-    i = next(j for j, c in enumerate(members) if c.id == m.id)
-    return {
-        "id": m.id,
-        "trial": m.record["trial"],
-        "seed": m.record["seed"],
-        "stage": m.record["stage"],
-        "search_val_uar": m.record["search_val_uar"],
-        "val_uar": members[i].record["val_uar"],
-        "best_epoch": m.record["best_epoch"],
-        "weight": float(weights[i]),
-        "config": m.record["config"],
-    }
-
-
-def _comparison_rows(member_val, member_test, weights, bias, best, deployed_raw, retrain_on) -> dict:
-    def both(fn):
-        return fn(member_val), fn(member_test)
-
-    rows = {}
-    for name, label, fn in (
-        ("best_single", "best single member (by validation UAR)", lambda p: p[best]),
-        ("plain_mean", "plain mean of all members", lambda p: p.mean(0)),
-        ("ensemble", "chosen ensemble weights", lambda p: combine(p, weights)),
-        (
-            "ensemble_calibrated",
-            "chosen ensemble weights + calibration",
-            lambda p: apply_bias(combine(p, weights), bias),
-        ),
-    ):
-        v, t = both(fn)
-        rows[name] = {"label": label, "val": v, "test": t}
-    if retrain_on == "train+val":
-        rows["deployed"] = {
-            "label": "deployed: selected members refit on train+val + calibration",
-            "val": None,  # val was training data for these models: no honest number exists
-            "test": apply_bias(deployed_raw, bias),
-        }
-    return rows
-
-
-def _headline(labels, probs, n_cls) -> dict:
-    m = summarize(labels, probs.argmax(1), n_cls)
-    return {k: m[k] for k in ("uar", "war", "macro_f1")}
 
 
 def _hygiene_note(retrain_on: str) -> str:
@@ -461,7 +357,7 @@ def _hygiene_note(retrain_on: str) -> str:
     return note
 
 
-def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int, onnx: bool) -> dict:
+def _measure_deployment(ensemble_dir: Path, splits: Splits, n_images: int, onnx: bool) -> dict:
     """Latency per image at batch size 1 of the reloaded, exported ensemble (with its TTA), on
     validation images, with the torch backend and, when ONNX files were written and onnxruntime
     is installed, with the onnxruntime backend; and the ensemble's size on disk."""
@@ -470,7 +366,7 @@ def _measure_deployment(ensemble_dir: Path, arrays_fn, manifest, n_images: int, 
     ens = load_ensemble(ensemble_dir)
     # timing only: with context views packed in, a member that does not fuse reads them as frames
     use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
-    by_size = {s: packed_split(arrays_fn(manifest, "val", s), use_context)[:n_images] for s in ens.sizes}
+    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
     n = min(len(a) for a in by_size.values())
     median, p90 = _latency(ens, by_size, n)
     out = {

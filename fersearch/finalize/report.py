@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,8 +14,14 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
+from ..ensemble.probs import apply_bias, combine
 from ..metrics import summarize
 from ..plots import confusion_png, per_class_png, search_png
+from ..version import code_version
+from .bootstrap import bootstrap
+from .retrain import TrainedMember
+from .select import search_history
+from .stages import Choices, TestResults
 
 # Seed 001's named confusion pairs, by the usual spellings of the class names.
 SEED001_PAIRS = [
@@ -101,6 +108,154 @@ def baselines(train_counts: list[int], test_labels: np.ndarray, class_names: lis
 def _num(x):
     x = float(x)
     return None if np.isnan(x) else x
+
+
+def member_info(m: TrainedMember, members: list[TrainedMember], weights) -> dict:
+    """What the report and the manifest say about a member (weights from its train-only run)."""
+    i = next(j for j, c in enumerate(members) if c.id == m.id)
+    return {
+        "id": m.id,
+        "trial": m.record["trial"],
+        "seed": m.record["seed"],
+        "stage": m.record["stage"],
+        "search_val_uar": m.record["search_val_uar"],
+        "val_uar": members[i].record["val_uar"],
+        "best_epoch": m.record["best_epoch"],
+        "weight": float(weights[i]),
+        "config": m.record["config"],
+    }
+
+
+def comparison_rows(member_val, member_test, weights, bias, best, deployed_raw, retrain_on) -> dict:
+    def both(fn):
+        return fn(member_val), fn(member_test)
+
+    rows = {}
+    for name, label, fn in (
+        ("best_single", "best single member (by validation UAR)", lambda p: p[best]),
+        ("plain_mean", "plain mean of all members", lambda p: p.mean(0)),
+        ("ensemble", "chosen ensemble weights", lambda p: combine(p, weights)),
+        (
+            "ensemble_calibrated",
+            "chosen ensemble weights + calibration",
+            lambda p: apply_bias(combine(p, weights), bias),
+        ),
+    ):
+        v, t = both(fn)
+        rows[name] = {"label": label, "val": v, "test": t}
+    if retrain_on == "train+val":
+        rows["deployed"] = {
+            "label": "deployed: selected members refit on train+val + calibration",
+            "val": None,  # val was training data for these models: no honest number exists
+            "test": apply_bias(deployed_raw, bias),
+        }
+    return rows
+
+
+def _headline(labels, probs, n_cls) -> dict:
+    m = summarize(labels, probs.argmax(1), n_cls)
+    return {k: m[k] for k in ("uar", "war", "macro_f1")}
+
+
+def build_report(
+    study_name: str,
+    study,
+    cfg,
+    manifest,
+    recipe: dict,  # the finalize options: top, seeds, retrain_on, tta_mode
+    members: list[TrainedMember],
+    c: Choices,
+    test: TestResults,
+    hygiene: str,
+    cv_result: dict | None,
+    deploy: dict,
+    ensemble_dir: Path,
+) -> dict:
+    """report.json's content: what was chosen on validation and how, the test figures with
+    paired bootstrap intervals against the alternatives, the members, the deployment."""
+    class_names, n_cls = list(manifest.class_names), manifest.num_classes
+    val_labels, retrain_on = c.val_labels, recipe["retrain_on"]
+    best = int(np.argmax([m.record["val_uar"] for m in members]))  # best single model: by validation
+    rows = comparison_rows(
+        c.member_val, test.member_test, c.weights, c.bias, best, test.deployed_raw, retrain_on
+    )
+    pairs = [
+        ("ensemble", "best_single"),
+        ("ensemble_calibrated", "ensemble"),
+        ("ensemble_calibrated", "best_single"),
+        ("ensemble", "plain_mean"),
+        ("deployed", "best_single"),
+    ]
+    cis = {}
+    for split, labels in (("val", val_labels), ("test", test.labels)):
+        preds = {name: r[split].argmax(1) for name, r in rows.items() if r[split] is not None}
+        cis[split] = bootstrap(labels, preds, n_cls, pairs=[p for p in pairs if set(p) <= set(preds)])
+    sel = c.selection
+    return {
+        "study": study_name,
+        "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "class_names": class_names,
+        "data": cfg.data.model_dump(mode="json"),
+        "dataset": {
+            "root": str(manifest.root),
+            "format": manifest.format,
+            "counts": {s: manifest.counts(s) for s in ("train", "val", "test")},
+        },
+        "recipe": {
+            **recipe,
+            "tta": c.tta,
+            "selection": {
+                "method": "greedy forward selection with replacement, sorted initialisation "
+                "(Caruana et al. 2004), metric validation UAR (ties: NLL); kept only if weights "
+                "chosen on one stratified half of validation beat the plain mean on the other",
+                "used": c.decision["used"],
+                "reason": c.decision["reason"],
+                "crossfit_on_validation": c.decision["crossfit"],
+                "weights": c.weights.tolist(),
+                "counts": sel.counts,
+                "init_size": sel.init_size,
+                "val_uar": sel.val_uar,
+                "plain_mean_val_uar": sel.plain_mean_val_uar,
+                "steps": sel.steps,
+            },
+            "calibration": {
+                "applied": c.calibration_applied,
+                "bias": c.bias.tolist(),
+                "fitted_bias": c.fitted_bias.tolist(),
+                "crossfit_on_validation": c.crossfit,
+                "rule": "offsets fitted on all of validation; applied only if offsets fitted on one "
+                "stratified half raise UAR on the other (pooled over both halves)",
+            },
+            "best_single_member": members[best].id,
+            "hygiene": hygiene,
+        },
+        "validation": metrics_block(val_labels, apply_bias(c.val_raw, c.bias), class_names),
+        "test": metrics_block(test.labels, test.final, class_names),
+        "baselines": baselines(manifest.counts("train"), test.labels, class_names),
+        "search": search_history(study),
+        "comparison": {
+            name: {
+                "label": r["label"],
+                "val": _headline(val_labels, r["val"], n_cls) if r["val"] is not None else None,
+                "test": _headline(test.labels, r["test"], n_cls),
+            }
+            for name, r in rows.items()
+        },
+        "bootstrap": cis,
+        "members": [
+            {
+                **member_info(m, members, c.weights),
+                "selected": bool(c.weights[i] > 0),
+                "test_uar": summarize(test.labels, test.member_test[i].argmax(1), n_cls)["uar"],
+            }
+            for i, m in enumerate(members)
+        ],
+        "weights": c.weights.tolist(),
+        "cv": cv_result,
+        "deployment": deploy,
+        "ensemble_dir": str(ensemble_dir),
+        "code_version": code_version(),
+    }
 
 
 def write_report(out: Path, report: dict) -> dict[str, Path]:

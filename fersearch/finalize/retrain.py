@@ -43,6 +43,23 @@ def split_arrays(manifest: Manifest, split: str, size: int) -> SplitArrays:
     return decode.decode_split(manifest, split, size)
 
 
+class Splits:
+    """The dataset's splits at a given image size, for one finalize run. The test split is
+    refused until ``seal()``: every choice is made on train and validation first."""
+
+    def __init__(self, manifest: Manifest):
+        self.manifest, self.sealed = manifest, False
+
+    def get(self, split: str, size: int) -> SplitArrays:
+        if split == "test" and not self.sealed:
+            raise RuntimeError("finalize asked for the test split before its choices were sealed")
+        return split_arrays(self.manifest, split, size)
+
+    def seal(self) -> None:
+        """Every choice is fixed: from here on the test split may be read."""
+        self.sealed = True
+
+
 def fingerprint(config: TrialConfig, stage: str, splits: dict[str, list[str]]) -> str:
     payload = {"config": config.to_json_dict(), "stage": stage, "splits": splits}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

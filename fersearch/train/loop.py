@@ -15,34 +15,33 @@ either, producing the same weights as an uninterrupted run on the CPU.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..config import TrialConfig, comparable_config
+from ..config import TrialConfig
 from ..data.decode import SplitArrays
 from ..data.loader import make_train_loader, strength_at
 from ..data.sampling import class_prior, epoch_order, inverse_frequency_weights
 from ..data.views import pack
 from ..errors import ModelError
 from ..metrics import summarize
-from ..models import FERModel, create_model
+from ..models import create_model
 from ..runtime import autocast, resolve_device, to_input
 from . import checkpoint as ckpt
 from .augment import basic_on_device, flip_and_shift
-from .averaging import EMA, SWA
 from .curriculum import epoch_at, epoch_plan
 from .distill import Teacher, load_teacher
 from .evaluate import predict_probs
 from .losses import au_bce, distillation_kl, focal_loss, smooth_one_hot, soft_cross_entropy
 from .mixing import mix_batch
-from .optim import SAM, build_optimizer
-from .schedule import LRSchedule, set_lr
+from .optim import SAM
+from .schedule import set_lr
+from .state import FitResult, TrainState
 
 
 class TrainingDiverged(RuntimeError):
@@ -56,18 +55,6 @@ class TrainingInterrupted(Exception):
         where = f"; saved {checkpoint}" if checkpoint else " (no checkpoint directory given)"
         super().__init__(f"interrupted at epoch {epoch} step {step}{where}")
         self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
-
-
-@dataclass
-class FitResult:
-    model: FERModel  # holds the best weights on return (best epoch, or the SWA average)
-    history: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_uar: float = float("-inf")
-    best_val_probs: np.ndarray | None = None
-    best_source: str = "epoch"  # "epoch" or "swa"
-    swa_metrics: dict | None = None
-    resumed_from_epoch: int | None = None  # epoch (0-based) the run resumed in, if it did
 
 
 def get_batch(
@@ -109,6 +96,24 @@ def loader_batch(batch, train: SplitArrays, preprocess: dict, device: torch.devi
     return x, labels.to(device), au
 
 
+@dataclass
+class _Run:
+    """What stays fixed for the whole run."""
+
+    config: TrialConfig
+    num_classes: int
+    device: torch.device
+    pre: dict  # the model's preprocessing: mean, std, image_size
+    plan: list  # per-epoch curriculum: stage, cap, tau, sampler, LR multiplier, augmentation
+    batch_size: int
+    use_context: bool
+    log_prior: torch.Tensor
+    swa_epoch: int  # SWA averages from this epoch on (the epoch count: never)
+    teacher: Teacher | None  # distillation from a finished model (config.teacher)
+    self_teacher: Teacher | None  # self-distillation from the EMA weights
+    distill_epoch: int  # self-distillation starts at this epoch
+
+
 def fit(
     config: TrialConfig,
     train: SplitArrays,
@@ -130,203 +135,222 @@ def fit(
     and a fusion model (``config.fusion``) on their context views too.
     keep="best": return the best validation-UAR epoch's weights; keep="last": the final
     epoch's (for a fixed-epoch refit, where ``val`` is not held out and must not select)."""
-    E, K = config.epochs, num_classes
     torch.manual_seed(config.seed)  # weight init, dropout
     gen = torch.Generator().manual_seed(config.seed)  # augmentation and mixing
     device = resolve_device(config.device)
-
-    use_context = config.fusion != "none"
-    if use_context and (train.context is None or val.context is None):
-        raise ModelError(
-            f"fusion {config.fusion!r} fuses face and context views, but this dataset has no context "
-            f"views; use a clip dataset in the raer layout (`fersearch synth --context`), or fusion: none"
-        )
-    model = (model if model is not None else create_model(config, K, class_names)).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    pre = model.preprocess
-    if train.images.shape[-2] != pre["image_size"]:
-        raise ValueError(
-            f"train images are {train.images.shape[-2]} px but the model expects "
-            f"{pre['image_size']} px; decode the split at the model's size"
-        )
-    n = len(train.labels)
-    batch_size = min(config.batch_size, n)
-
-    # What stays fixed for the whole run.
-    plan = epoch_plan(config)  # per-epoch stage, cap, tau, sampler, LR multiplier
-    log_prior = torch.log(torch.as_tensor(class_prior(train.labels, K), dtype=torch.float32)).to(device)
-    optimizer = build_optimizer(model, config)
-    schedule = LRSchedule(config)
-    self_distill = config.self_distill_start is not None
-    ema = EMA(model, config.ema_decay or 0.999) if (config.ema_decay > 0 or self_distill) else None
-    swa = SWA(model) if config.swa_start is not None else None
-    swa_epoch = epoch_at(config.swa_start, E) if swa else E
-    distill_epoch = epoch_at(config.self_distill_start, E) if self_distill else E
-    teacher = load_teacher(config.teacher, K).to(device) if config.teacher else None
-
-    result = FitResult(model=model)
-    best_state: dict[str, torch.Tensor] | None = None
+    model = _model(config, train, val, num_classes, model, class_names, device)
+    st = TrainState.start(config, model, gen)
+    run = _setup(config, train, num_classes, model.preprocess, device, st)
     start_epoch, start_step, carried_loss = 0, 0, 0.0
     if resume_from is not None:
-        start_epoch, start_step, carried_loss, best_state = _restore(
-            resume_from, config, model, optimizer, schedule, ema, swa, gen, result
-        )
-        result.resumed_from_epoch = start_epoch
-        for rec in result.history:  # replay, so callers see every epoch exactly once per run
+        start_epoch, start_step, carried_loss = st.restore(resume_from)
+        for rec in st.result.history:  # replay, so callers see every epoch exactly once per run
             if on_epoch is not None:
                 on_epoch({**rec, "restored": True})
 
     def save(name: str, epoch: int, step: int, loss_sum: float) -> Path | None:
         if checkpoint_dir is None:
             return None
-        tensors, state = _training_state(
-            config, model, optimizer, schedule, ema, swa, gen, result, best_state, epoch, step, loss_sum
-        )
-        return ckpt.save_checkpoint(checkpoint_dir, name, tensors, state)
+        return ckpt.save_checkpoint(checkpoint_dir, name, *st.to_checkpoint(epoch, step, loss_sum))
 
-    def loss_of(x, labels_soft, au, class_weights, tau, teacher_probs):
-        with autocast(device):
-            out = model(x)  # {"logits": (B, K), "features": ..., optional "au_logits": (B, A)}
-        logits = out["logits"]
-        if config.loss == "focal":
-            task = focal_loss(logits, labels_soft, config.focal_gamma, class_weights, log_prior, tau)
-        else:
-            task = soft_cross_entropy(logits, labels_soft, class_weights, log_prior, tau)
-        if teacher_probs is not None:  # Hinton KD on the raw (unadjusted) logits
-            kd = distillation_kl(logits, teacher_probs, config.distill_temperature)
-            task = (1 - config.distill_alpha) * task + config.distill_alpha * kd
-        if au is not None and "au_logits" in out and config.au_loss_weight > 0:
-            task = task + config.au_loss_weight * au_bce(out["au_logits"], au)
-        return task
-
+    stage_aug = [p.aug for p in run.plan]
+    pin = device.type == "cuda"
     loader = make_train_loader(
-        config,
-        train,
-        batch_size,
-        pin_memory=device.type == "cuda",
-        use_context=use_context,
-        stage_scale=[p.aug for p in plan],
+        config, train, run.batch_size, pin_memory=pin, use_context=run.use_context, stage_scale=stage_aug
     )
-    val_context = val.context if use_context else None
     try:  # the loader's thread or worker processes stop however training ends (pruned, interrupted)
-        for epoch in range(start_epoch, E):
+        for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
-            stage = plan[epoch]
-            order = epoch_order(
-                stage.sampler, train.labels, K, config.seed, epoch, config.oversample_per_class
+            resumed = epoch == start_epoch
+            first_step, loss_sum = (start_step, carried_loss) if resumed else (0, 0.0)
+            steps, loss_sum = _train_epoch(
+                run, st, train, loader, epoch, first_step, loss_sum, save, should_stop, on_batch
             )
-            steps = len(order) // batch_size  # drop the last partial batch: mixup and BN want full ones
-            cw = inverse_frequency_weights(train.labels, K, stage.cap) if stage.cap is not None else None
-            class_weights = torch.as_tensor(cw, device=device) if cw is not None else None
-            in_swa = epoch >= swa_epoch
-            first_step = start_step if epoch == start_epoch else 0
-            loss_sum = carried_loss if epoch == start_epoch else 0.0
-            # on-device basic pipeline: its strength this epoch; else the stage's shift multiplier
-            aug = stage.aug
-            if config.augment_on == "device":
-                aug = strength_at(config, epoch, [p.aug for p in plan])
-            model.train()
-            # Albumentations pipelines run on the CPU in the data loader (fersearch.data.loader),
-            # in the sampler's order; without one, get_batch augments on the device.
-            batches = None
-            if loader is not None:
-                rest = order[first_step * batch_size : steps * batch_size].numpy()  # resumed: from first_step
-                batches = iter(loader.epoch(epoch, order=rest, first_step=first_step))
-            for step in range(first_step, steps):
-                if should_stop is not None and should_stop():
-                    path = save(ckpt.INTERRUPTED, epoch, step, loss_sum)
-                    raise TrainingInterrupted(path, epoch, step)
-                factor = schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
-                set_lr(optimizer, factor, config.swa_lr)
-
-                if batches is None:
-                    idx = order[step * batch_size : (step + 1) * batch_size]
-                    x, labels, au = get_batch(train, idx, config, pre, device, gen, use_context, aug)
-                else:
-                    x, labels, au = loader_batch(next(batches), train, pre, device)
-                y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
-                targets = [y] if au is None else [y, au]
-                x, targets = mix_batch(
-                    x,
-                    targets,
-                    gen,
-                    config.mixup_alpha,
-                    config.cutmix_alpha,
-                    config.mix_prob,
-                    config.cutmix_switch_prob,
-                )
-                y, au = targets[0], (targets[1] if au is not None else None)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                teacher_probs = None
-                if teacher is not None:
-                    teacher_probs = teacher.probs(x, pre, config.distill_temperature)
-                elif ema is not None and epoch >= distill_epoch:  # self-distillation (seed 001)
-                    teacher_probs = Teacher([(ema.module, pre)]).probs(x, pre, config.distill_temperature)
-
-                loss = loss_of(x, y, au, class_weights, stage.tau, teacher_probs)
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if isinstance(optimizer, SAM):  # second pass at the sharpest nearby point
-                    _clip(model, config)
-                    optimizer.first_step()
-                    optimizer.zero_grad(set_to_none=True)
-                    loss_of(x, y, au, class_weights, stage.tau, teacher_probs).backward()
-                    _clip(model, config)
-                    optimizer.second_step()
-                else:
-                    _clip(model, config)
-                    optimizer.step()
-                if ema is not None:
-                    ema.update(model)
-                loss_sum += loss.item()
-                if on_batch is not None:
-                    on_batch(step + 1, steps)
-
-            if swa is not None and in_swa:
-                swa.update(model)
-            scored = ema.module if (ema is not None and config.ema_decay > 0) else model
-            probs = predict_probs(scored, val.images, pre, device, context=val_context)
-            m = summarize(val.labels, probs.argmax(1), K)
-            schedule.end_epoch(m["uar"])
-            record = {
-                "epoch": epoch,
-                "stage": stage.stage,
-                "cap": stage.cap,
-                "tau": stage.tau,
-                "sampler": stage.sampler,
-                "aug": stage.aug,
-                "train_loss": loss_sum / max(1, steps),
-                "lr": optimizer.param_groups[0]["lr"],
-                "uar": m["uar"],
-                "war": m["war"],
-                "macro_f1": m["macro_f1"],
-                "seconds": time.perf_counter() - t0,
-            }
-            result.history.append(record)
-            if m["uar"] > result.best_uar or keep == "last":
-                result.best_uar, result.best_epoch = m["uar"], epoch
-                result.best_val_probs = probs
-                best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
+            record = _validate(run, st, val, epoch, loss_sum / max(1, steps), keep)
+            record["seconds"] = time.perf_counter() - t0
             save(ckpt.LAST, epoch + 1, 0, 0.0)
             if on_epoch is not None:
                 on_epoch(record)  # may raise optuna.TrialPruned
     finally:
         if loader is not None:
             loader.close()
+    return _finish(run, st, train, val, checkpoint_dir)
 
-    if swa is not None and swa.n_averaged > 0:
-        best_state = _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use_context)
+
+def _model(config, train, val, num_classes, model, class_names, device) -> torch.nn.Module:
+    if config.fusion != "none" and (train.context is None or val.context is None):
+        raise ModelError(
+            f"fusion {config.fusion!r} fuses face and context views, but this dataset has no context "
+            f"views; use a clip dataset in the raer layout (`fersearch synth --context`), or fusion: none"
+        )
+    model = (model if model is not None else create_model(config, num_classes, class_names)).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if train.images.shape[-2] != model.preprocess["image_size"]:
+        raise ValueError(
+            f"train images are {train.images.shape[-2]} px but the model expects "
+            f"{model.preprocess['image_size']} px; decode the split at the model's size"
+        )
+    return model
+
+
+def _setup(config, train, num_classes, pre, device, st: TrainState) -> _Run:
+    E = config.epochs
+    prior = torch.as_tensor(class_prior(train.labels, num_classes), dtype=torch.float32)
+    self_distill = config.self_distill_start is not None
+    return _Run(
+        config=config,
+        num_classes=num_classes,
+        device=device,
+        pre=pre,
+        plan=epoch_plan(config),
+        batch_size=min(config.batch_size, len(train.labels)),
+        use_context=config.fusion != "none",
+        log_prior=torch.log(prior).to(device),
+        swa_epoch=epoch_at(config.swa_start, E) if st.swa else E,
+        teacher=load_teacher(config.teacher, num_classes).to(device) if config.teacher else None,
+        self_teacher=Teacher([(st.ema.module, pre)]) if (self_distill and st.ema is not None) else None,
+        distill_epoch=epoch_at(config.self_distill_start, E) if self_distill else E,
+    )
+
+
+def _batches(run: _Run, st: TrainState, train, loader, epoch: int, order, first_step: int, steps: int, aug):
+    """The epoch's batches from ``first_step`` on, as (input, labels, AU targets): from the data
+    loader when an albumentations pipeline runs on the CPU, else built and augmented here."""
+    bs = run.batch_size
+    if loader is not None:
+        rest = order[first_step * bs : steps * bs].numpy()  # resumed: from first_step
+        for batch in loader.epoch(epoch, order=rest, first_step=first_step):
+            yield loader_batch(batch, train, run.pre, run.device)
+        return
+    for step in range(first_step, steps):
+        idx = order[step * bs : (step + 1) * bs]
+        yield get_batch(train, idx, run.config, run.pre, run.device, st.gen, run.use_context, aug)
+
+
+def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, loss_sum, save, stop, on_batch):
+    """The epoch's optimisation steps from ``first_step``; (steps in the epoch, the loss sum)."""
+    config, stage, K = run.config, run.plan[epoch], run.num_classes
+    order = epoch_order(stage.sampler, train.labels, K, config.seed, epoch, config.oversample_per_class)
+    steps = len(order) // run.batch_size  # drop the last partial batch: mixup and BN want full ones
+    cw = inverse_frequency_weights(train.labels, K, stage.cap) if stage.cap is not None else None
+    class_weights = torch.as_tensor(cw, device=run.device) if cw is not None else None
+    in_swa = epoch >= run.swa_epoch
+    # on-device basic pipeline: its strength this epoch; else the stage's shift multiplier
+    aug = stage.aug
+    if config.augment_on == "device":
+        aug = strength_at(config, epoch, [p.aug for p in run.plan])
+    st.model.train()
+    batches = _batches(run, st, train, loader, epoch, order, first_step, steps, aug)
+    for step in range(first_step, steps):
+        if stop is not None and stop():
+            raise TrainingInterrupted(save(ckpt.INTERRUPTED, epoch, step, loss_sum), epoch, step)
+        factor = st.schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
+        set_lr(st.optimizer, factor, config.swa_lr)
+        x, labels, au = next(batches)
+        y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
+        targets = [y] if au is None else [y, au]
+        mixing = (config.mixup_alpha, config.cutmix_alpha, config.mix_prob, config.cutmix_switch_prob)
+        x, targets = mix_batch(x, targets, st.gen, *mixing)
+        y, au = targets[0], (targets[1] if au is not None else None)
+        if run.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        teacher = run.teacher or (run.self_teacher if epoch >= run.distill_epoch else None)
+        teacher_probs = teacher.probs(x, run.pre, config.distill_temperature) if teacher is not None else None
+
+        def loss_fn() -> torch.Tensor:
+            return _loss(run, st.model, x, y, au, class_weights, stage.tau, teacher_probs)
+
+        loss = _optimizer_step(st, config, loss_fn)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
+        loss_sum += loss.item()
+        if on_batch is not None:
+            on_batch(step + 1, steps)
+    if st.swa is not None and in_swa:
+        st.swa.update(st.model)
+    return steps, loss_sum
+
+
+def _loss(run: _Run, model, x, labels_soft, au, class_weights, tau, teacher_probs) -> torch.Tensor:
+    config = run.config
+    with autocast(run.device):
+        out = model(x)  # {"logits": (B, K), "features": ..., optional "au_logits": (B, A)}
+    logits = out["logits"]
+    if config.loss == "focal":
+        task = focal_loss(logits, labels_soft, config.focal_gamma, class_weights, run.log_prior, tau)
+    else:
+        task = soft_cross_entropy(logits, labels_soft, class_weights, run.log_prior, tau)
+    if teacher_probs is not None:  # Hinton KD on the raw (unadjusted) logits
+        kd = distillation_kl(logits, teacher_probs, config.distill_temperature)
+        task = (1 - config.distill_alpha) * task + config.distill_alpha * kd
+    if au is not None and "au_logits" in out and config.au_loss_weight > 0:
+        task = task + config.au_loss_weight * au_bce(out["au_logits"], au)
+    return task
+
+
+def _optimizer_step(st: TrainState, config: TrialConfig, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """One optimiser step (SAM: two passes, the second at the sharpest nearby point), then the
+    EMA. Returns the first pass's loss; a non-finite loss is returned before any update."""
+    optimizer = st.optimizer
+    loss = loss_fn()
+    if not torch.isfinite(loss):
+        return loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    _clip(st.model, config)
+    if isinstance(optimizer, SAM):
+        optimizer.first_step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        _clip(st.model, config)
+        optimizer.second_step()
+    else:
+        optimizer.step()
+    if st.ema is not None:
+        st.ema.update(st.model)
+    return loss
+
+
+def _validate(run: _Run, st: TrainState, val, epoch: int, train_loss: float, keep: str) -> dict:
+    stage = run.plan[epoch]
+    val_context = val.context if run.use_context else None
+    probs = predict_probs(st.scored, val.images, run.pre, run.device, context=val_context)
+    m = summarize(val.labels, probs.argmax(1), run.num_classes)
+    st.schedule.end_epoch(m["uar"])
+    record = {
+        "epoch": epoch,
+        "stage": stage.stage,
+        "cap": stage.cap,
+        "tau": stage.tau,
+        "sampler": stage.sampler,
+        "aug": stage.aug,
+        "train_loss": train_loss,
+        "lr": st.optimizer.param_groups[0]["lr"],
+        "uar": m["uar"],
+        "war": m["war"],
+        "macro_f1": m["macro_f1"],
+    }
+    st.result.history.append(record)
+    st.keep_best(m["uar"], epoch, probs, always=keep == "last")
+    return record
+
+
+def _finish(run: _Run, st: TrainState, train, val, checkpoint_dir) -> FitResult:
+    """The weights to return (best epoch, or the SWA average if it validates better), saved as
+    the trial's ``best`` checkpoint."""
+    result, model = st.result, st.model
+    best_state = st.best_state
+    if st.swa is not None and st.swa.n_averaged > 0:
+        best_state = _finish_swa(run, st.swa, train, val, result, best_state)
     if best_state is not None:
         model.load_state_dict(best_state)
         if result.best_val_probs is None:  # the best epoch was before a resume
-            result.best_val_probs = predict_probs(model, val.images, pre, device, context=val_context)
+            val_context = val.context if run.use_context else None
+            result.best_val_probs = predict_probs(model, val.images, run.pre, run.device, context=val_context)
     if checkpoint_dir is not None:
         info = {"epoch": result.best_epoch, "val_uar": result.best_uar, "source": result.best_source}
-        ckpt.save_model_checkpoint(checkpoint_dir, model, config.to_json_dict(), info)
+        ckpt.save_model_checkpoint(checkpoint_dir, model, run.config.to_json_dict(), info)
     return result
 
 
@@ -335,10 +359,10 @@ def _clip(model: torch.nn.Module, config: TrialConfig) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
 
 
-def _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use_context):
+def _finish_swa(run: _Run, swa, train, val, result: FitResult, best_state):
     """BN statistics for the averaged weights (one unaugmented pass over train), then keep the
     average if it validates better than the best single epoch."""
-    bs = min(config.batch_size, len(train.labels))
+    bs, pre, device, use_context = run.batch_size, run.pre, run.device, run.use_context
 
     def rows(arrays, i):
         context = arrays.context[i : i + bs] if use_context else None
@@ -349,73 +373,9 @@ def _finish_swa(swa, train, config, pre, device, val, K, result, best_state, use
     )
     swa.update_bn(batches)
     probs = predict_probs(swa.module, val.images, pre, device, context=val.context if use_context else None)
-    m = summarize(val.labels, probs.argmax(1), K)
+    m = summarize(val.labels, probs.argmax(1), run.num_classes)
     result.swa_metrics = {k: m[k] for k in ("uar", "war", "macro_f1")} | {"n_averaged": swa.n_averaged}
     if m["uar"] > result.best_uar:
         result.best_uar, result.best_val_probs, result.best_source = m["uar"], probs, "swa"
         return {k: v.detach().clone() for k, v in swa.module.state_dict().items()}
     return best_state
-
-
-# ---- checkpoint <-> training state -------------------------------------------------------------
-
-
-def _training_state(
-    config, model, optimizer, schedule, ema, swa, gen, result, best_state, epoch, step, loss_sum
-):
-    opt_tensors, opt_rest = ckpt.optimizer_to_flat(optimizer.state_dict())
-    tensors = {
-        **ckpt.prefixed("model", model.state_dict()),
-        **ckpt.prefixed("optim", opt_tensors),
-        **ckpt.rng_tensors(gen),
-    }
-    if ema is not None:
-        tensors.update(ckpt.prefixed("ema", ema.state_tensors()))
-    if swa is not None:
-        tensors.update(ckpt.prefixed("swa", swa.state_tensors()))
-    if best_state is not None:
-        tensors.update(ckpt.prefixed("best", best_state))
-    state = {
-        "kind": "training",
-        "config": config.to_json_dict(),
-        "epoch": epoch,  # the epoch to run (next)
-        "step": step,  # the step in it to run next; 0 = the epoch has not started
-        "loss_sum": loss_sum,  # of the steps already run in this epoch
-        "optimizer": opt_rest,
-        "schedule": schedule.state_dict(),
-        "ema_n": ema.n_averaged if ema is not None else None,
-        "swa_n": swa.n_averaged if swa is not None else None,
-        "history": result.history,
-        "best_epoch": result.best_epoch,
-        "best_uar": result.best_uar if math.isfinite(result.best_uar) else None,
-        "torch_version": torch.__version__,
-    }
-    return tensors, state
-
-
-def _restore(path, config, model, optimizer, schedule, ema, swa, gen, result):
-    tensors, state = ckpt.load_checkpoint(path)
-    if state.get("kind") != "training":
-        raise ModelError(
-            f"{str(path)!r} holds model weights only; resume needs a 'last' or 'interrupted' checkpoint"
-        )
-    saved, mine = comparable_config(state["config"]), comparable_config(config.to_json_dict())
-    diff = sorted(k for k in mine if saved.get(k) != mine[k])
-    if diff:
-        raise ModelError(
-            f"checkpoint {str(path)!r} was written by a different configuration (differs in "
-            f"{', '.join(diff)}); resume it with its own config, stored in the checkpoint"
-        )
-    model.load_state_dict(ckpt.unprefixed("model", tensors))
-    optimizer.load_state_dict(ckpt.optimizer_from_flat(ckpt.unprefixed("optim", tensors), state["optimizer"]))
-    schedule.load_state_dict(state["schedule"])
-    if ema is not None:
-        ema.load_state_tensors(ckpt.unprefixed("ema", tensors), state["ema_n"] or 0)
-    if swa is not None:
-        swa.load_state_tensors(ckpt.unprefixed("swa", tensors), state["swa_n"] or 0)
-    ckpt.restore_rng(tensors, gen)
-    result.history = list(state["history"])
-    result.best_epoch = state["best_epoch"]
-    result.best_uar = state["best_uar"] if state["best_uar"] is not None else float("-inf")
-    best = ckpt.unprefixed("best", tensors) or None
-    return state["epoch"], state["step"], state["loss_sum"], best

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from fersearch.config import build_config
 from fersearch.data.cache import SplitArrays
-from fersearch.finalize import cv, pipeline
+from fersearch.finalize import cv, pipeline, retrain
 from fersearch.finalize.select import MemberSpec
 
 
@@ -57,6 +57,7 @@ def trained_on(monkeypatch):
     splits = {"train": _split(6, 0), "val": _split(4, 100)}
     for module in (cv, pipeline):
         monkeypatch.setattr(module, "train_member", fake_train_member)
+    for module in (cv, retrain):  # cv reads train and val itself; finalize through retrain.Splits
         monkeypatch.setattr(module, "split_arrays", lambda manifest, split, size: splits[split])
     return seen
 
@@ -69,7 +70,8 @@ MANIFEST = SimpleNamespace(num_classes=2, class_names=("a", "b"))
 
 def test_the_train_val_refit_trains_with_the_au_targets(trained_on, tmp_path: Path):
     with pytest.raises(_Trained), Progress(disable=True) as progress:
-        pipeline._refit_trainval([SPEC], MANIFEST, tmp_path, progress)
+        store = retrain.MemberStore(tmp_path, "trainval")
+        pipeline._train_members([SPEC], retrain.Splits(MANIFEST), store, [], progress, "refit", refit=True)
     [train] = trained_on
     assert len(train.paths) == 10 and train.au is not None and train.au.shape == (10, 5)
 

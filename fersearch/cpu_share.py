@@ -92,6 +92,7 @@ class CpuShare:
         self._fh: IO | None = None
         self._slot: int | None = None
         self._last_count = 0.0
+        self.clock = time.monotonic  # when refresh last counted (a test steps its own clock)
         self.threads = threads or self.cores
         self.processes = 1
         self._threads_before: int | None = None
@@ -161,7 +162,7 @@ class CpuShare:
     # ---- the threads ----
     def refresh(self, force: bool = False) -> int:
         """Count the processes sharing the host again and set the threads; returns the count."""
-        now = time.monotonic()
+        now = self.clock()
         if not force and now - self._last_count < REFRESH_SECONDS:
             return self.threads
         self._last_count = now

@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 
-from fersearch.cpu_share import CpuShare
+from fersearch.cpu_share import REFRESH_SECONDS, CpuShare
 from fersearch.errors import InvalidArgument
 
 HOLDER = textwrap.dedent(
@@ -88,14 +88,20 @@ def test_fixed_threads_ignore_the_division_but_still_count(tmp_path, restore_thr
 
 
 def test_refresh_is_throttled(tmp_path, restore_threads):
+    now = [100.0]  # the share's clock, stepped by hand: a slow machine cannot move it
     with CpuShare(folder=tmp_path, cores=4) as share:
+        share.clock = lambda: now[0]
+        share.refresh(force=True)  # counted at t = 100
         holder = _holder(tmp_path)
         try:
+            now[0] += REFRESH_SECONDS - 0.01
             assert share.refresh() == 4  # counted less than REFRESH_SECONDS ago: unchanged
-            assert share.refresh(force=True) == 2
+            now[0] += 0.01
+            assert share.refresh() == 2  # due again: the holder is counted
         finally:
             holder.kill()
             holder.wait(timeout=10)
+        assert share.refresh(force=True) == 4
 
 
 def test_threads_below_one_is_a_clear_error():

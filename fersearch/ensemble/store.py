@@ -26,10 +26,11 @@ from ..config import build_config
 from ..errors import ConfigError, InvalidArgument, ModelError
 from ..models import FERModel, create_model
 from ..version import code_version
-from . import runners, tta
+from . import tta
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, read_manifest
 from .onnx import onnx_runners
 from .probs import apply_bias, combine
+from .runners import TorchRunner, check_backend
 from .weights import load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class Ensemble:
         self.bias = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
         self.view_set = manifest["tta"]["view_set"]
         self.views = tta.view_set(self.view_set)
-        self.runners = runners if runners is not None else [runners.TorchRunner(m) for m in models]
+        self.runners = runners if runners is not None else [TorchRunner(m) for m in models]
         self.backend = "torch" if runners is None else "onnxruntime"
 
     @property
@@ -158,7 +159,7 @@ def load_ensemble(path: str | Path, backend: str = "torch", threads: int | None 
     per session, default all cores) or "auto" (onnxruntime when it can, see runtime)."""
     path = Path(path)
     manifest = read_manifest(path)
-    backend = runners.check_backend(backend, manifest)
+    backend = check_backend(backend, manifest)
     if backend == "onnxruntime":
         return Ensemble([], manifest, onnx_runners(path, manifest, threads))
     models = []

@@ -39,7 +39,7 @@ def test_distillation_from_a_trial_checkpoint(splits, tmp_path, monkeypatch):
     train, val = splits
     # a finished "trial": its best.json, rebuilt through create_model from its config
     teacher_net = TinyNet()
-    monkeypatch.setattr("fersearch.models.create_model", lambda config, k: TinyNet(k))
+    monkeypatch.setattr("fersearch.train.checkpoint.create_model", lambda config, k: TinyNet(k))
     save_model_checkpoint(tmp_path / "t", teacher_net, tiny_config().to_json_dict(), {"epoch": 0})
     calls = {"n": 0}
     real_probs = Teacher.probs

@@ -17,6 +17,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from fersearch.search import attrs
 from fersearch.search.api import create_from_cli
 from fersearch.search.storage import open_storage
 from fersearch.search.worker import run_worker
@@ -73,8 +74,8 @@ def test_sigterm_saves_interrupted_checkpoint_and_the_retry_resumes(tmp_path, ti
     first, retry = trials
     assert first.user_attrs["interrupted_signal"] == "SIGTERM"
     assert first.user_attrs["interrupted_checkpoint"] == str(ckpt_dir / "interrupted.json")
-    assert retry.user_attrs["fersearch:resume_from"] == str(ckpt_dir / "interrupted.json")
-    assert retry.user_attrs["fersearch:seed"] == 0
+    assert retry.user_attrs[attrs.RESUME_FROM] == str(ckpt_dir / "interrupted.json")
+    assert retry.user_attrs[attrs.SEED] == 0  # the copy trains with the interrupted trial's seed
 
     # The next worker picks the retry up and resumes from the checkpoint, not from epoch 0.
     summary = run_worker("sig", journal_url)

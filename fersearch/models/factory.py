@@ -22,7 +22,7 @@ from torch import nn
 
 from ..config import TrialConfig
 from ..errors import ModelError
-from .backbones import backbone_preprocess, check_backbone, create_backbone, validate_backbone
+from .backbones import backbone_preprocess, backbone_width, check_backbone, create_backbone, validate_backbone
 from .fusion import check_heads, create_fusion
 from .heads import AUHead, HeadSpec, create_head
 from .necks import Neck
@@ -45,9 +45,10 @@ def check_config(config: TrialConfig) -> None:
     not fit together (a prompt head on a timm backbone, a feature pyramid on a CLIP tower,
     fusion heads that do not divide the width), without building it: a search space checks
     every combination it can sample when it is loaded, not when a trial builds the model."""
-    width = check_backbone(config.backbone, multi_scale=config.fpn, keep_text=config.head == "prompt")
-    if config.fusion == "xattn":
-        check_heads(config.fpn_dim if config.fpn else width, config.fusion_heads)
+    check_backbone(config.backbone, multi_scale=config.fpn, keep_text=config.head == "prompt")
+    if config.fusion == "xattn":  # (the width costs a meta-device build: only when it matters)
+        width = config.fpn_dim if config.fpn else backbone_width(config.backbone, config.fpn)
+        check_heads(width, config.fusion_heads)
 
 
 class FERModel(nn.Module):

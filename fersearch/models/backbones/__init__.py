@@ -79,12 +79,18 @@ def validate_backbone(name: str) -> None:
     family.validate(rest)
 
 
-def check_backbone(name: str, multi_scale: bool = False, keep_text: bool = False) -> int:
+def check_backbone(name: str, multi_scale: bool = False, keep_text: bool = False) -> None:
     """Raise the ModelError building this backbone with these options would raise, without
-    building it; return the width of its deepest map."""
+    building it."""
     family, rest = _split(name)
     family.validate(rest)
     family.check(rest, multi_scale=multi_scale, keep_text=keep_text)
+
+
+def backbone_width(name: str, multi_scale: bool = False) -> int:
+    """The channels of the backbone's deepest map, without building it (timm: on the meta
+    device, a fraction of a second; open_clip: from its config)."""
+    family, rest = _split(name)
     return family.width(rest, multi_scale)
 
 
@@ -112,6 +118,7 @@ __all__ = [
     "Backbone",
     "FeatureMaps",
     "backbone_preprocess",
+    "backbone_width",
     "check_backbone",
     "create_backbone",
     "list_backbone_families",

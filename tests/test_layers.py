@@ -56,7 +56,8 @@ def _imports(mods: dict[str, Path]):
                         continue
                     subs = [f"{target}.{a.name}".lstrip(".") for a in child.names]
                     subs = [s for s in subs if s in mods]
-                    for t in subs if len(subs) == len(child.names) else [target or "__init__", *subs]:
+                    # `from . import x` runs the package's __init__ too: an edge to the package
+                    for t in [target or "__init__", *subs]:
                         if t in mods and t != name:
                             yield name, t, top
                 elif isinstance(child, ast.Import):

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, describe_validation_error
 from ..errors import ModelError
-from . import tta
+from .tta import VIEW_SETS
 
 MANIFEST = "manifest.json"
 FORMAT = "fersearch-ensemble"
@@ -66,7 +66,7 @@ class _Onnx(_Checked):
 
 
 class _Tta(_Checked):
-    view_set: Literal[tuple(tta.VIEW_SETS)]  # type: ignore[valid-type]
+    view_set: Literal[tuple(VIEW_SETS)]  # type: ignore[valid-type]
 
 
 class _Calibration(_Checked):

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InvalidArgument, ModelError, one_of
 from ..runtime import to_input
-from . import tta
+from .tta import View, apply_view
 
 BACKENDS = ("torch", "onnxruntime")
 CHUNK = 64  # images per forward call: bounds memory for big folders x many TTA views
@@ -47,11 +47,11 @@ def check_backend(name: str, manifest: dict) -> str:
     return name
 
 
-def view_batch(images: np.ndarray, views: list[tta.View]) -> np.ndarray:
+def view_batch(images: np.ndarray, views: list[View]) -> np.ndarray:
     """(N, S, S, 3) uint8 -> (V * N, S, S, 3): every view of every image, view-major."""
     if len(views) == 1:
-        return tta.apply_view(images, views[0])
-    return np.concatenate([tta.apply_view(images, v) for v in views])
+        return apply_view(images, views[0])
+    return np.concatenate([apply_view(images, v) for v in views])
 
 
 def _mean_over_views(probs: np.ndarray, n_views: int) -> np.ndarray:
@@ -67,7 +67,7 @@ class TorchRunner:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
 
-    def __call__(self, images: np.ndarray, views: list[tta.View]) -> np.ndarray:
+    def __call__(self, images: np.ndarray, views: list[View]) -> np.ndarray:
         batch = view_batch(images, views)
         device = next(self.model.parameters()).device
         mean, std = self.preprocess["mean"], self.preprocess["std"]
@@ -103,7 +103,7 @@ class OrtRunner:
             ) from None
         self.preprocess = preprocess
 
-    def __call__(self, images: np.ndarray, views: list[tta.View]) -> np.ndarray:
+    def __call__(self, images: np.ndarray, views: list[View]) -> np.ndarray:
         batch = view_batch(images, views)
         mean, std = self.preprocess["mean"], self.preprocess["std"]
         out = []

@@ -26,11 +26,11 @@ from ..config import build_config
 from ..errors import ConfigError, InvalidArgument, ModelError
 from ..models import FERModel, create_model
 from ..version import code_version
-from . import tta
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, read_manifest
 from .onnx import onnx_runners
 from .probs import apply_bias, combine
 from .runners import TorchRunner, check_backend
+from .tta import view_set as views_of
 from .weights import load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def save_ensemble(
         "combine": "weighted mean over members of each member's softmax averaged over the TTA views; "
         "then softmax(log p + calibration.bias)",
         "weights": [e["weight"] for e in entries],
-        "tta": {"view_set": view_set, "views": [v.__dict__ for v in tta.view_set(view_set)]},
+        "tta": {"view_set": view_set, "views": [v.__dict__ for v in views_of(view_set)]},
         "calibration": {
             "kind": "per-class additive log-probability offset, tuned on validation for UAR",
             "bias": [float(b) for b in (bias if bias is not None else [0.0] * len(class_names))],
@@ -109,7 +109,7 @@ class Ensemble:
         self.weights = list(manifest["weights"])
         self.bias = np.asarray(manifest["calibration"]["bias"], dtype=np.float64)
         self.view_set = manifest["tta"]["view_set"]
-        self.views = tta.view_set(self.view_set)
+        self.views = views_of(self.view_set)
         self.runners = runners if runners is not None else [TorchRunner(m) for m in models]
         self.backend = "torch" if runners is None else "onnxruntime"
 

@@ -37,12 +37,13 @@ from ..progress import tasks
 from ..runtime import resolve_device
 from ..search.study import load_study, settings
 from ..train.evaluate import predict_views
-from . import calibrate, weighting
+from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
 from .report import build_report, member_info, write_report
 from .retrain import MemberStore, Splits, TrainedMember, save_array, train_member
 from .select import MemberSpec, member_specs, top_trials
 from .stages import Choices, TestResults
+from .weighting import choose_weights, score
 
 RETRAIN_ON = ("train", "train+val")
 TTA_MODES = ("auto", *tta.VIEW_SETS)
@@ -70,7 +71,7 @@ def choose_view_set(member_views: np.ndarray, view_names: list[str], labels, n_c
         if not set(tta.VIEW_SETS[name]) <= set(view_names):
             continue
         idx = [view_names.index(v) for v in tta.VIEW_SETS[name]]
-        uar, loglik = weighting.score(labels, member_views[:, idx].mean(1).mean(0), n_cls)
+        uar, loglik = score(labels, member_views[:, idx].mean(1).mean(0), n_cls)
         scores[name] = {"uar": uar, "nll": -loglik, "views": len(idx)}
         if best is None or uar > scores[best]["uar"]:
             best = name
@@ -206,11 +207,11 @@ def choose_on_validation(members: list[TrainedMember], view_names, val_labels, n
     member_views = np.stack([m.predictions("held_views") for m in members])  # (M, V, Nval, K)
     tta_choice = choose_view_set(member_views, view_names, val_labels, n_cls)
     member_val = np.stack([_apply_views(m, tta_choice["chosen"]) for m in members])  # (M, Nval, K)
-    selection, decision = weighting.choose_weights(member_val, val_labels, n_cls)
+    selection, decision = choose_weights(member_val, val_labels, n_cls)
     weights = np.asarray(selection.weights)
     val_raw = combine(member_val, weights)
-    fitted = calibrate.fit_bias(val_raw, val_labels, n_cls)
-    crossfit = calibrate.crossfit_gain(val_raw, val_labels, n_cls)
+    fitted = fit_bias(val_raw, val_labels, n_cls)
+    crossfit = crossfit_gain(val_raw, val_labels, n_cls)
     # Offsets that do not help on held-out halves of validation are noise fitted to a small
     # split: drop them rather than ship them.
     applied = crossfit["gain"] > 0

@@ -32,8 +32,8 @@ from ..errors import ModelError
 from ..metrics import summarize
 from ..models import create_model
 from ..runtime import autocast, resolve_device, to_input
-from . import checkpoint as ckpt
 from .augment import basic_on_device, flip_and_shift
+from .checkpoint import INTERRUPTED, LAST, save_checkpoint, save_model_checkpoint
 from .curriculum import epoch_at, epoch_plan
 from .distill import Teacher, load_teacher
 from .evaluate import predict_probs
@@ -151,7 +151,7 @@ def fit(
     def save(name: str, epoch: int, step: int, loss_sum: float) -> Path | None:
         if checkpoint_dir is None:
             return None
-        return ckpt.save_checkpoint(checkpoint_dir, name, *st.to_checkpoint(epoch, step, loss_sum))
+        return save_checkpoint(checkpoint_dir, name, *st.to_checkpoint(epoch, step, loss_sum))
 
     stage_aug = [p.aug for p in run.plan]
     pin = device.type == "cuda"
@@ -168,7 +168,7 @@ def fit(
             )
             record = _validate(run, st, val, epoch, loss_sum / max(1, steps), keep)
             record["seconds"] = time.perf_counter() - t0
-            save(ckpt.LAST, epoch + 1, 0, 0.0)
+            save(LAST, epoch + 1, 0, 0.0)
             if on_epoch is not None:
                 on_epoch(record)  # may raise optuna.TrialPruned
     finally:
@@ -244,7 +244,7 @@ def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, lo
     batches = _batches(run, st, train, loader, epoch, order, first_step, steps, aug)
     for step in range(first_step, steps):
         if stop is not None and stop():
-            raise TrainingInterrupted(save(ckpt.INTERRUPTED, epoch, step, loss_sum), epoch, step)
+            raise TrainingInterrupted(save(INTERRUPTED, epoch, step, loss_sum), epoch, step)
         factor = st.schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
         set_lr(st.optimizer, factor, config.swa_lr)
         x, labels, au = next(batches)
@@ -350,7 +350,7 @@ def _finish(run: _Run, st: TrainState, train, val, checkpoint_dir) -> FitResult:
             result.best_val_probs = predict_probs(model, val.images, run.pre, run.device, context=val_context)
     if checkpoint_dir is not None:
         info = {"epoch": result.best_epoch, "val_uar": result.best_uar, "source": result.best_source}
-        ckpt.save_model_checkpoint(checkpoint_dir, model, run.config.to_json_dict(), info)
+        save_model_checkpoint(checkpoint_dir, model, run.config.to_json_dict(), info)
     return result
 
 

@@ -14,8 +14,16 @@ import torch
 from ..config import TrialConfig, comparable_config
 from ..errors import ModelError
 from ..models import FERModel
-from . import checkpoint as ckpt
 from .averaging import EMA, SWA
+from .checkpoint import (
+    load_checkpoint,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    prefixed,
+    restore_rng,
+    rng_tensors,
+    unprefixed,
+)
 from .optim import build_optimizer
 from .schedule import LRSchedule
 
@@ -65,18 +73,18 @@ class TrainState:
 
     def to_checkpoint(self, epoch: int, step: int, loss_sum: float) -> tuple[dict, dict]:
         """(tensors, JSON state) to continue at ``step`` of ``epoch`` (step 0: the epoch's start)."""
-        opt_tensors, opt_rest = ckpt.optimizer_to_flat(self.optimizer.state_dict())
+        opt_tensors, opt_rest = optimizer_to_flat(self.optimizer.state_dict())
         tensors = {
-            **ckpt.prefixed("model", self.model.state_dict()),
-            **ckpt.prefixed("optim", opt_tensors),
-            **ckpt.rng_tensors(self.gen),
+            **prefixed("model", self.model.state_dict()),
+            **prefixed("optim", opt_tensors),
+            **rng_tensors(self.gen),
         }
         if self.ema is not None:
-            tensors.update(ckpt.prefixed("ema", self.ema.state_tensors()))
+            tensors.update(prefixed("ema", self.ema.state_tensors()))
         if self.swa is not None:
-            tensors.update(ckpt.prefixed("swa", self.swa.state_tensors()))
+            tensors.update(prefixed("swa", self.swa.state_tensors()))
         if self.best_state is not None:
-            tensors.update(ckpt.prefixed("best", self.best_state))
+            tensors.update(prefixed("best", self.best_state))
         r = self.result
         state = {
             "kind": "training",
@@ -97,7 +105,7 @@ class TrainState:
 
     def restore(self, path: str | Path) -> tuple[int, int, float]:
         """Load a ``last`` or ``interrupted`` checkpoint; (epoch, step, loss_sum) to continue at."""
-        tensors, state = ckpt.load_checkpoint(path)
+        tensors, state = load_checkpoint(path)
         if state.get("kind") != "training":
             raise ModelError(
                 f"{str(path)!r} holds model weights only; resume needs a 'last' or 'interrupted' checkpoint"
@@ -109,19 +117,19 @@ class TrainState:
                 f"checkpoint {str(path)!r} was written by a different configuration (differs in "
                 f"{', '.join(diff)}); resume it with its own config, stored in the checkpoint"
             )
-        self.model.load_state_dict(ckpt.unprefixed("model", tensors))
-        flat = ckpt.unprefixed("optim", tensors)
-        self.optimizer.load_state_dict(ckpt.optimizer_from_flat(flat, state["optimizer"]))
+        self.model.load_state_dict(unprefixed("model", tensors))
+        flat = unprefixed("optim", tensors)
+        self.optimizer.load_state_dict(optimizer_from_flat(flat, state["optimizer"]))
         self.schedule.load_state_dict(state["schedule"])
         if self.ema is not None:
-            self.ema.load_state_tensors(ckpt.unprefixed("ema", tensors), state["ema_n"] or 0)
+            self.ema.load_state_tensors(unprefixed("ema", tensors), state["ema_n"] or 0)
         if self.swa is not None:
-            self.swa.load_state_tensors(ckpt.unprefixed("swa", tensors), state["swa_n"] or 0)
-        ckpt.restore_rng(tensors, self.gen)
+            self.swa.load_state_tensors(unprefixed("swa", tensors), state["swa_n"] or 0)
+        restore_rng(tensors, self.gen)
         r = self.result
         r.history = list(state["history"])
         r.best_epoch = state["best_epoch"]
         r.best_uar = state["best_uar"] if state["best_uar"] is not None else float("-inf")
         r.resumed_from_epoch = state["epoch"]
-        self.best_state = ckpt.unprefixed("best", tensors) or None
+        self.best_state = unprefixed("best", tensors) or None
         return state["epoch"], state["step"], state["loss_sum"]

@@ -110,7 +110,7 @@ def _instrumented_finalize(tmp: Path, data: Path, storage: str, **kwargs) -> Run
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(decode, "decode_split", logged_decode)
         mp.setattr(weighting, "greedy_select", logged("greedy_select", real_greedy, 1))
-        mp.setattr(calibrate, "fit_bias", logged("fit_bias", real_bias, 1))
+        mp.setattr(pipeline, "fit_bias", logged("fit_bias", real_bias, 1))
         mp.setattr(pipeline, "choose_view_set", logged("choose_view_set", real_views, 2))
         mp.setattr(retrain, "fit", logged_fit)
         out = tmp / "final"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..manifest import Manifest
-from . import fer2013
 from ._common import open_text
+from .fer2013 import USAGE, find_csv, read_rows
 
 CLASS_NAMES = ("Neutral", "Happiness", "Surprise", "Sadness", "Anger", "Disgust", "Fear", "Contempt")
 VOTE_COLUMNS = (
@@ -32,7 +32,7 @@ def find_votes(root: Path) -> Path | None:
 
 
 def detect(root: Path) -> bool:
-    return find_votes(root) is not None and fer2013.find_csv(root) is not None
+    return find_votes(root) is not None and find_csv(root) is not None
 
 
 def majority_label(votes: Sequence[float]) -> int | None:
@@ -53,10 +53,10 @@ def majority_label(votes: Sequence[float]) -> int | None:
 
 
 def read(root: Path) -> Manifest:
-    votes_path, pixels_path = find_votes(root), fer2013.find_csv(root)
+    votes_path, pixels_path = find_votes(root), find_csv(root)
     if votes_path is None or pixels_path is None:
         raise DataError(f"FERPlus needs both files under {str(root)!r}: {DESCRIPTION}")
-    fer_rows = fer2013.read_rows(pixels_path)
+    fer_rows = read_rows(pixels_path)
     ref_base = str(pixels_path.relative_to(root))
     splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
     no_name = no_majority = 0
@@ -91,9 +91,9 @@ def read(root: Path) -> Manifest:
         if label is None:
             no_majority += 1
             continue
-        split = fer2013.USAGE.get(row[iu].strip())
+        split = USAGE.get(row[iu].strip())
         if split is None:
-            raise DataError(f"{where}: Usage {row[iu]!r} is not one of {', '.join(fer2013.USAGE)}")
+            raise DataError(f"{where}: Usage {row[iu]!r} is not one of {', '.join(USAGE)}")
         splits[split].append((f"{ref_base}#{i}", label))
     notes = [
         f"dropped {no_name} rows with an empty image name",

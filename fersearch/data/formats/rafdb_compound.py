@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..manifest import Manifest
-from . import rafdb
+from .rafdb import LABEL_FILE, looks_compound, read_partition
 
 CLASS_NAMES = (
     "Happily Surprised",
@@ -26,15 +26,15 @@ DESCRIPTION = "EmoLabel/list_patition_label.txt (labels 1-11) with Image/aligned
 
 
 def detect(root: Path) -> bool:
-    return (root / rafdb.LABEL_FILE).is_file() and rafdb.looks_compound(root)
+    return (root / LABEL_FILE).is_file() and looks_compound(root)
 
 
 def read(root: Path) -> Manifest:
-    return rafdb.read_partition(root, "rafdb_compound", CLASS_NAMES)
+    return read_partition(root, "rafdb_compound", CLASS_NAMES)
 
 
 DESCRIPTION_ORIGINAL = "as rafdb_compound, with Image/original/*.jpg cropped by Annotation/boundingbox/"
 
 
 def read_original(root: Path) -> Manifest:
-    return rafdb.read_partition(root, "rafdb_compound_original", CLASS_NAMES, original=True)
+    return read_partition(root, "rafdb_compound_original", CLASS_NAMES, original=True)

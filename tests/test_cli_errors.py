@@ -18,12 +18,12 @@ def _run(capsys, argv) -> tuple[int, str]:
     return rc, err
 
 
-def _search(data, space, storage: str, *extra: str) -> list[str]:
-    """The argv of `fersearch search` on study "x"."""
+def _search(data, space, storage: str, *extra: str, study: str = "x") -> list[str]:
+    """The argv of `fersearch search`."""
     return [
         "search",
         "--study",
-        "x",
+        study,
         "--data",
         str(data),
         "--space",

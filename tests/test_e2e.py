@@ -17,6 +17,7 @@ import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
+from test_cli_errors import _search
 
 from fersearch.cli import main
 from fersearch.ensemble import load_ensemble
@@ -34,21 +35,7 @@ REPORT_FILES = [
 
 
 def _run_search_and_finalize(tmp_path: Path, data: Path, space: Path, storage: str, n_trials: int):
-    rc = main(
-        [
-            "search",
-            "--study",
-            "e2e",
-            "--data",
-            str(data),
-            "--space",
-            str(space),
-            "--storage",
-            storage,
-            "--n-trials",
-            str(n_trials),
-        ]
-    )
+    rc = main(_search(data, space, storage, "--n-trials", str(n_trials), study="e2e"))
     assert rc == 0
     study = optuna.load_study(study_name="e2e", storage=_storage(storage))
     trials = study.get_trials()

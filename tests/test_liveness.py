@@ -400,22 +400,16 @@ def test_an_outage_is_ridden_out_and_reported_once_a_minute(pg_url):
 def test_heartbeat_sweep_and_outage_through_the_grpc_proxy(pg_url, tmp_path):
     """The same mechanism through `fersearch storage-proxy` in front of PostgreSQL."""
     import socket
-    import sys
 
     from conftest import TINY_SPACE
-    from test_service import _free_port
+    from test_service import _free_port, _start_storage_proxy
 
     from fersearch.config import DataConfig
     from fersearch.search.space import parse_space
     from fersearch.search.study import create_study
 
     port = _free_port()
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "fersearch.cli", "storage-proxy", "--storage", pg_url, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proxy = _start_storage_proxy(pg_url, port, stdout=subprocess.DEVNULL)
     admin = sa.create_engine(pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     db = pg_url.rsplit("/", 1)[1]
     try:

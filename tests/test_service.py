@@ -116,6 +116,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_storage_proxy(storage: str, port: int, stdout=subprocess.PIPE) -> subprocess.Popen:
+    """`fersearch storage-proxy` in front of ``storage`` on 127.0.0.1:``port``."""
+    cmd = [sys.executable, "-m", "fersearch.cli", "storage-proxy", "--storage", storage, "--port", str(port)]
+    return subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.fixture
 def compose(tmp_path, tiny_data, tiny_space):
     return compose_config(
@@ -428,12 +434,7 @@ def test_workers_use_the_grpc_storage_proxy(pg_url, tmp_path, tiny_data, tiny_sp
 
     create_from_cli("proxied", tiny_data, str(tiny_space), pg_url, n_trials=2)
     port = _free_port()
-    proxy = subprocess.Popen(
-        [sys.executable, "-m", "fersearch.cli", "storage-proxy", "--storage", pg_url, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proxy = _start_storage_proxy(pg_url, port)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -7,15 +7,18 @@ of connections the study database saw.
 
     python bench/coordination.py --workers 1 4 16 32 --trials-per-worker 10
 
-The fersearch arm runs `fersearch worker`'s loop: the same storage settings and heartbeat
-(fersearch.search.storage), the budget check before each trial and the surplus check inside it
-(fersearch.search.budget), with the training replaced by the no-op. `trials` counts the trials
+The fersearch arm runs `fersearch worker`'s own loop (fersearch.search.loop.TrialLoop): the same
+storage settings, heartbeat, budget check before each trial and surplus check inside it, and the
+wait at the end while other workers' trials run, with the training replaced by the no-op. The
+heartbeat interval is `FERSEARCH_HEARTBEAT_INTERVAL` (20 s unless set); a worker that finds the
+budget used up looks again every min(interval, 5 s) while others' trials run. `trials` counts the trials
 that ran; `surplus` the ones a worker was handed after the budget filled up and ended unrun.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import multiprocessing as mp
 import os
@@ -28,13 +31,17 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy as sa
-
-from fersearch.search import attrs
+from rich.console import Console
 
 # Imported here, before the worker processes fork, as Optuna is: the figures are the steady
 # state of a worker that runs for hours, not a module import inside the timed window.
-from fersearch.search.budget import Surplus, TrialBudget
+from fersearch.progress import tasks
+from fersearch.search import attrs
+from fersearch.search.budget import TrialBudget
+from fersearch.search.liveness import StoreHealth, timing
+from fersearch.search.loop import TrialLoop
 from fersearch.search.storage import open_storage
+from fersearch.train import GracefulStop
 
 ADMIN = os.environ.get("FERSEARCH_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 STEPS = 20
@@ -72,38 +79,47 @@ def _plain_worker(url: str, study: str, n: int, out: mp.Queue) -> None:
     out.put({"timings": {k: v for k, v in timings.items() if not k.startswith("_")}, "errors": errors})
 
 
+class _TimedLoop(TrialLoop):
+    """`fersearch worker`'s loop, timed around each trial: ``start`` runs from its entry to the
+    objective (ask, heartbeat, budget check), ``end`` from the objective's return to its exit
+    (tell)."""
+
+    def __init__(self, timings: dict, *args):
+        super().__init__(*args)
+        self.timings = timings
+
+    def one_trial(self):
+        self.timings["_asked"] = time.perf_counter()
+        finished = super().one_trial()
+        if "_told" in self.timings:  # a surplus trial never ran the objective
+            self.timings["end"].append(time.perf_counter() - self.timings.pop("_told"))
+        return finished
+
+
+class _Work:
+    beat = None
+
+    def __init__(self, timings: dict):
+        self.work = _timed_objective(timings)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        return self.work(trial)
+
+
 def _fersearch_worker(url: str, study: str, n_total: int, out: mp.Queue) -> None:
-    """`fersearch worker`'s loop (fersearch.search.worker.run_worker) with a no-op trial."""
+    """`fersearch worker`'s loop (fersearch.search.loop.TrialLoop) with a no-op trial."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     timings = {"start": [], "report": [], "end": []}
     errors = 0
     storage = open_storage(url, heartbeat=True)  # pre-ping, small pool, heartbeat thread
     s = optuna.load_study(study_name=study, storage=storage)
     budget = TrialBudget(s, n_total)
-    work = _timed_objective(timings)
-
-    def objective(trial: optuna.Trial) -> float:
-        if budget.is_surplus(trial):  # as Objective.__call__ does before any work
-            trial.set_user_attr(attrs.SURPLUS, True)
-            raise Surplus()
-        return work(trial)
-
-    def cb(study_, trial) -> None:
-        if "_told" in timings:  # a surplus trial never ran the objective
-            timings["end"].append(time.perf_counter() - timings.pop("_told"))
-        finished.append(trial)
-
-    go_on = budget.left()
-    while go_on:
-        finished: list = []
-        timings["_asked"] = time.perf_counter()
+    with tasks(Console(file=io.StringIO())) as progress, GracefulStop() as stop:
+        loop = _TimedLoop(timings, s, budget, _Work(timings), progress, stop, StoreHealth(), timing())
         try:
-            s.optimize(objective, n_trials=1, catch=(Surplus,), callbacks=[cb])
+            loop.run(deadline=None)
         except Exception:
             errors += 1
-        if finished and finished[-1].user_attrs.get(attrs.SURPLUS):
-            break
-        go_on = budget.left()  # the worker reads the study once per trial
     out.put({"timings": {k: v for k, v in timings.items() if not k.startswith("_")}, "errors": errors})
 
 
@@ -148,7 +164,7 @@ def run_arm(arm: str, workers: int, per_worker: int) -> dict:
         stop.set()
         watcher.join()
         trials = optuna.load_study(study_name="bench", storage=url).get_trials()
-        surplus = sum(bool(t.user_attrs.get("fersearch:surplus")) for t in trials)
+        surplus = sum(bool(t.user_attrs.get(attrs.SURPLUS)) for t in trials)
         done = len(trials) - surplus
         left_running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
     finally:

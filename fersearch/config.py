@@ -53,76 +53,47 @@ class DataConfig(BaseModel):
         return self
 
 
-class TrialConfig(BaseModel):
+# A trial's settings come in groups, one class each; TrialConfig joins them, so the keys a user
+# writes in a search space stay flat (`lr: ...`, not `optimisation: {lr: ...}`).
+
+
+class ModelFields(BaseModel):
+    """The model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head]."""
+
     model_config = STRICT
 
-    data: DataConfig
-    # model (the original keys; the rest of the model's keys are in the block at the end)
+    # any timm name ("convnext_tiny", "convnext_tiny.fb_in22k") or "open_clip:<model>" (open_clip:ViT-B-16)
     backbone: str = "resnet18"
+    # false | true (the default tag) | "<tag>" | "<path>" (a weights file, or a folder or Hugging
+    # Face cache holding it)
     pretrained: bool | str = False
-    head: Literal["linear", "mlp", "bilstm", "prompt"] = "linear"  # prompt: open_clip backbones only
-    head_hidden: int = Field(256, ge=8, le=16384)  # mlp width
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the pooled features, before the classifier
     image_size: int | None = Field(
         None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE, description="None: the backbone's own input size"
     )
-    # optimisation
-    epochs: int = Field(10, ge=1, le=10000)
-    batch_size: int = Field(64, ge=1, le=8192)
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.05, ge=0.0)
-    warmup_epochs: int = Field(1, ge=0, le=10000)
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    mixup_alpha: float = Field(0.0, ge=0.0)
-    grad_clip: float | None = Field(None, gt=0.0)
-    # augmentation (train only): horizontal flip and a random shift of up to this many pixels
-    hflip: bool = True
-    max_shift: float = Field(0.1, ge=0.0, lt=0.5, description="fraction of the image side")
-    # --- data loading and albumentations augmentation (fersearch.data.loader / .augment) ---
-    # augment: a named CPU pipeline ("basic", "strong"); None keeps the on-device flip/shift above.
-    augment: Literal["basic", "strong"] | None = None
-    augment_strength: float = Field(1.0, ge=0.0, le=3.0, description="1.0 = the documented recipe")
-    # Progressive augmentation: strength steps from augment_strength_start (first phase) to
-    # augment_strength (last phase) over augment_phases equal phases of training.
-    augment_phases: int = Field(1, ge=1, le=10000)
-    augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
-    num_workers: int = Field(0, ge=0, le=256, description="loader worker processes (0: in the trial process)")
-    # with num_workers 0: batches a background thread builds ahead of the training step (0: none)
-    prefetch: int = Field(2, ge=0, le=64, description="batches built ahead by the loader's thread")
-    # where the basic pipeline runs: cpu (albumentations, per image, in the loader) or device
-    # (the same recipe batched in torch on the training device: flip, affine, colour jitter)
-    augment_on: Literal["cpu", "device"] = "cpu"
-    # --- end data loading ---
-    # run
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    device: str = "auto"
-    # --- model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head] ---
-    # backbone: any timm name ("convnext_tiny", "convnext_tiny.fb_in22k") or "open_clip:<model>"
-    # (open_clip:ViT-B-16). pretrained: false | true (default tag) | "<tag>" | "<path>" (a weights
-    # file, or a folder / Hugging Face cache holding it). Both are declared above with the head.
-    # attention blocks over the final map, chained in order: none | se | eca | cbam | dual | cbam+eca+se
+    freeze_backbone: bool = False
+    unfreeze_last: int = Field(0, ge=0, le=10000)  # with freeze_backbone: unlock the last N blocks
+    # neck: attention blocks over the final map, chained in order: none | se | eca | cbam | dual | cbam+eca+se
     attention: str = "none"
     fpn: bool = False  # feature pyramid over the last three stages (timm backbones)
     fpn_dim: int = Field(256, ge=8, le=8192)
     pool: Literal["avg", "max", "gem", "attn", "cls"] | None = None  # None: cls if a class token, else avg
+    # fusion of face and context features; call model(x, context=c)
+    fusion: Literal["none", "concat", "xattn"] = "none"
+    fusion_heads: int = Field(8, ge=1, le=64)
+    fusion_layers: int = Field(1, ge=1, le=6)
+    temporal: Literal["mean", "transformer"] = "mean"  # for (B, T, 3, H, W) clip inputs
+    # head
+    head: Literal["linear", "mlp", "bilstm", "prompt"] = "linear"  # prompt: open_clip backbones only
+    head_hidden: int = Field(256, ge=8, le=16384)  # mlp width
     head_layers: int = Field(1, ge=1, le=4)  # mlp hidden layers
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # on the pooled features, before the classifier
     # inside the mlp / between LSTM layers; None: same as dropout
     head_dropout: float | None = Field(None, ge=0.0, lt=1.0)
     lstm_hidden: int = Field(256, ge=8, le=8192)  # bilstm head: hidden size per direction
     lstm_layers: int = Field(1, ge=1, le=4)
     prompt_ctx: int = Field(4, ge=1, le=32)  # prompt head: learned context vectors
     prompt_class_specific: bool = False  # one context per class instead of one shared
-    fusion: Literal["none", "concat", "xattn"] = "none"  # face/context; call model(x, context=c)
-    fusion_heads: int = Field(8, ge=1, le=64)
-    fusion_layers: int = Field(1, ge=1, le=6)
-    temporal: Literal["mean", "transformer"] = "mean"  # for (B, T, 3, H, W) clip inputs
     au_classes: int = Field(0, ge=0, le=1000)  # > 0 adds the multi-task action-unit head
-    au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
-    freeze_backbone: bool = False
-    unfreeze_last: int = Field(0, ge=0, le=10000)  # with freeze_backbone: unlock the last N blocks
-    lr_backbone: float | None = Field(None, gt=0.0)  # None: lr (see fersearch.models.param_groups)
-    lr_prompt: float | None = Field(None, gt=0.0)  # None: lr
-    # --- end model ---
 
     @field_validator("attention")
     @classmethod
@@ -137,14 +108,28 @@ class TrialConfig(BaseModel):
             )
         return value
 
-    # ---- training recipe (fersearch/train) --------------------------------------------------
-    # Epoch positions (stage starts, SWA, self-distillation, milestones, restart period) are
-    # fractions of the epoch budget, so one recipe scales from a 4-epoch CPU trial to 100 epochs.
+
+class OptimisationFields(BaseModel):
+    """How the model is trained (fersearch/train): optimiser, schedule, loss, class balance,
+    weight averaging and distillation. Epoch positions (SWA, self-distillation, milestones, the
+    restart period) are fractions of the epoch budget, so one recipe scales from a 4-epoch CPU
+    trial to 100 epochs."""
+
+    model_config = STRICT
+
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(64, ge=1, le=8192)
     # optimiser: AdamW or SGD with momentum; sam_rho > 0 wraps either in SAM (Foret et al. 2021)
     optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    lr_backbone: float | None = Field(None, gt=0.0)  # None: lr (see fersearch.models.param_groups)
+    lr_prompt: float | None = Field(None, gt=0.0)  # None: lr
+    weight_decay: float = Field(0.05, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     sam_rho: float = Field(0.0, ge=0.0, description="0: plain optimizer; >0: SAM neighbourhood size")
+    grad_clip: float | None = Field(None, gt=0.0)
     # learning-rate schedule, applied per step after the linear warm-up (plateau: per epoch)
+    warmup_epochs: int = Field(1, ge=0, le=10000)
     schedule: Literal["warmup_cosine", "cosine_restarts", "multistep", "plateau", "constant"] = (
         "warmup_cosine"
     )
@@ -156,16 +141,13 @@ class TrialConfig(BaseModel):
     # loss: soft-target CE (label smoothing, mixup and cutmix all give soft targets) or focal
     loss: Literal["ce", "focal"] = "ce"
     focal_gamma: float = Field(2.0, ge=0.0)
-    # class balancing when the curriculum is off (with it on, the stage values below rule)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
+    # class balancing when the curriculum is off (with it on, the curriculum's stages rule)
     class_weight_cap: float | None = Field(None, gt=0.0, description="None: unweighted loss")
     logit_adjust_tau: float = Field(0.0, ge=0.0, description="adds tau*log(prior) to the logits")
     sampler: Literal["random", "weighted", "oversample"] = "random"
     oversample_per_class: int | None = Field(None, ge=1, le=10**7, description="None: the largest class")
-    # mixing on the device: a batch is mixed with probability mix_prob; with both alphas > 0,
-    # cutmix_switch_prob of the mixed batches use CutMix, the others Mixup
-    cutmix_alpha: float = Field(0.0, ge=0.0)
-    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
-    cutmix_switch_prob: float = Field(0.5, ge=0.0, le=1.0)
     # weight averaging and distillation
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="0: off; else validate the EMA")
     swa_start: float | None = Field(None, ge=0.0, lt=1.0, description="None: no SWA")
@@ -174,9 +156,51 @@ class TrialConfig(BaseModel):
     teacher: str | None = Field(None, description="exported ensemble dir or a trial's best.json")
     distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
     distill_temperature: float = Field(4.0, gt=0.0)
-    # The curriculum (seed 002): four stages, each with a class-weight cap, a sampler and a
-    # logit-adjustment tau; LR milestones in the cooldown. The defaults are seed 002's table:
-    # epochs 0-15 / 16-40 / 41-75 / 76-100 of 100, caps 1.5/3/10/3, tau 0/0.5/1.2/0.8.
+
+
+class AugmentationFields(BaseModel):
+    """Augmentation of the training split (fersearch/data/augment, fersearch/train/augment)."""
+
+    model_config = STRICT
+
+    # on the device when augment is None: a horizontal flip and a random shift
+    hflip: bool = True
+    max_shift: float = Field(0.1, ge=0.0, lt=0.5, description="fraction of the image side")
+    # augment: a named pipeline ("basic", "strong"); None keeps the on-device flip/shift above.
+    augment: Literal["basic", "strong"] | None = None
+    augment_strength: float = Field(1.0, ge=0.0, le=3.0, description="1.0 = the documented recipe")
+    # Progressive augmentation: strength steps from augment_strength_start (first phase) to
+    # augment_strength (last phase) over augment_phases equal phases of training.
+    augment_phases: int = Field(1, ge=1, le=10000)
+    augment_strength_start: float | None = Field(None, ge=0.0, le=3.0, description="None: constant")
+    # where the basic pipeline runs: cpu (albumentations, per image, in the loader) or device
+    # (the same recipe batched in torch on the training device: flip, affine, colour jitter)
+    augment_on: Literal["cpu", "device"] = "cpu"
+    # mixing on the device: a batch is mixed with probability mix_prob; with both alphas > 0,
+    # cutmix_switch_prob of the mixed batches use CutMix, the others Mixup
+    mixup_alpha: float = Field(0.0, ge=0.0)
+    cutmix_alpha: float = Field(0.0, ge=0.0)
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0)
+    cutmix_switch_prob: float = Field(0.5, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _device_augment_is_basic(self):
+        if self.augment_on == "device" and self.augment != "basic":
+            raise ValueError(
+                f"augment_on: device runs the basic pipeline only (got augment {self.augment!r}); "
+                f"use augment: basic, or augment_on: cpu for {self.augment!r}"
+            )
+        return self
+
+
+class CurriculumFields(BaseModel):
+    """The curriculum (seed 002, fersearch/train/curriculum): four stages, each with a
+    class-weight cap, a sampler, a logit-adjustment tau and an augmentation multiplier; LR
+    milestones in the cooldown. The defaults are seed 002's table: epochs 0-15 / 16-40 / 41-75 /
+    76-100 of 100, caps 1.5/3/10/3, tau 0/0.5/1.2/0.8."""
+
+    model_config = STRICT
+
     curriculum: bool = False
     stage2_start: float = Field(0.16, gt=0.0, lt=1.0)
     stage3_start: float = Field(0.41, gt=0.0, lt=1.0)
@@ -202,15 +226,6 @@ class TrialConfig(BaseModel):
     stage4_aug: float = Field(1.0, ge=0.0, le=3.0)
 
     @model_validator(mode="after")
-    def _device_augment_is_basic(self):
-        if self.augment_on == "device" and self.augment != "basic":
-            raise ValueError(
-                f"augment_on: device runs the basic pipeline only (got augment {self.augment!r}); "
-                f"use augment: basic, or augment_on: cpu for {self.augment!r}"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _stages_in_order(self):
         if not self.stage2_start < self.stage3_start < self.stage4_start:
             raise ValueError(
@@ -219,7 +234,35 @@ class TrialConfig(BaseModel):
             )
         return self
 
-    # ---- end of the training recipe -------------------------------------------------------------
+
+class RunFields(BaseModel):
+    """The run: its seed, and where and how it executes (fersearch/data/loader, runtime.py)."""
+
+    model_config = STRICT
+
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    device: str = "auto"
+    num_workers: int = Field(0, ge=0, le=256, description="loader worker processes (0: in the trial process)")
+    # with num_workers 0: batches a background thread builds ahead of the training step (0: none)
+    prefetch: int = Field(2, ge=0, le=64, description="batches built ahead by the loader's thread")
+
+
+# The groups in the order a reader meets them; TrialConfig's fields follow it.
+FIELD_GROUPS: dict[str, type[BaseModel]] = {
+    "model": ModelFields,
+    "optimisation": OptimisationFields,
+    "augmentation": AugmentationFields,
+    "curriculum": CurriculumFields,
+    "run": RunFields,
+}
+
+
+class TrialConfig(RunFields, CurriculumFields, AugmentationFields, OptimisationFields, ModelFields):
+    """One training run: the study's data settings and every group's fields, flat."""
+
+    model_config = STRICT
+
+    data: DataConfig
 
     def to_json_dict(self) -> dict:
         return self.model_dump(mode="json")

@@ -18,7 +18,7 @@ from .cpu_share import CpuShare
 from .data.synthetic import generate
 from .finalize import finalize
 from .progress import bar
-from .search.api import create_from_cli
+from .search.api import StudyOptions, create_or_join
 from .search.storage import open_storage
 from .search.study import study_names
 from .search.worker import run_worker
@@ -60,8 +60,8 @@ def run_demo(
         optuna.delete_study(study_name=STUDY, storage=backend)
     console.rule("2/3 search")
     # A fifth of train for validation: selection and calibration on 100 images overfit.
-    options = {"val_fraction": val_fraction}
-    create_from_cli(STUDY, data_dir, space, storage, trials, console=console, data_options=options)
+    options = StudyOptions(STUDY, data_dir, space, storage, trials, val_fraction=val_fraction)
+    create_or_join(options, console)
     run_worker(STUDY, storage, console=console)
     console.rule("3/3 finalize")
     with CpuShare():

@@ -4,47 +4,47 @@ the read before asking cannot settle it."""
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
 
 import optuna
 import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
+from rich.console import Console
 
+from fersearch.progress import tasks
 from fersearch.search import attrs
-from fersearch.search.budget import Surplus, TrialBudget
+from fersearch.search.budget import TrialBudget
+from fersearch.search.liveness import StoreHealth, timing
+from fersearch.search.loop import TrialLoop
 from fersearch.search.storage import open_storage
 from fersearch.search.study import counted_trials
+from fersearch.train import GracefulStop
 
 pytestmark = pytest.mark.postgres
 
 
-def _worker_loop(study: optuna.Study, budget: TrialBudget, objective) -> None:
-    """`fersearch worker`'s loop around a trial (fersearch.search.worker.run_worker)."""
+class _Noop:
+    """A trial's work that takes no time: the loop around it is what is under test."""
 
-    def guarded(trial: optuna.Trial) -> float:
-        if budget.is_surplus(trial):
-            trial.set_user_attr(attrs.SURPLUS, True)
-            raise Surplus()
-        return objective(trial)
+    beat = None
 
-    while budget.left():
-        done: list = []
-        study.optimize(guarded, n_trials=1, catch=(Surplus,), callbacks=[lambda s, t: done.append(t)])
-        if done[-1].user_attrs.get(attrs.SURPLUS):
-            break
-
-
-def _noop(trial: optuna.Trial) -> float:
-    x = trial.suggest_float("x", 0.0, 1.0)
-    trial.report(x, 1)
-    return x
+    def __call__(self, trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.report(x, 1)
+        return x
 
 
 def _process(url: str, n_trials: int) -> None:
+    """A worker process: `fersearch worker`'s own loop (TrialLoop) with a no-op trial."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.load_study(study_name="b", storage=open_storage(url, heartbeat=True))
-    _worker_loop(study, TrialBudget(study, n_trials), _noop)
+    with tasks(Console(file=io.StringIO())) as progress, GracefulStop() as stop:
+        loop = TrialLoop(
+            study, TrialBudget(study, n_trials), _Noop(), progress, stop, StoreHealth(), timing()
+        )
+        loop.run(deadline=None)
 
 
 def test_concurrent_workers_run_exactly_the_budget_and_queued_trials_once(pg_url):

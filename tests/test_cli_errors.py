@@ -120,9 +120,9 @@ def test_unreachable_database_masks_password(capsys, tiny_data):
 
 def test_finalize_nothing_to_lose(capsys, tiny_data, tiny_space, journal_url, tmp_path):
     """A failing command leaves the study as it was."""
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
-    create_from_cli("kept", tiny_data, str(tiny_space), journal_url, n_trials=3)
+    create_or_join(StudyOptions("kept", tiny_data, str(tiny_space), journal_url, n_trials=3))
     line = _one_line_error(
         *_run(
             capsys,

@@ -1,5 +1,6 @@
 """fersearch/config.py declares each field once: Python keeps the last of two declarations
-silently (a second ``au_loss_weight`` once turned the documented default 0.3 into 1.0)."""
+silently (a second ``au_loss_weight`` once turned the documented default 0.3 into 1.0), and so
+does pydantic when two of TrialConfig's groups declare the same field."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import collections
 from pathlib import Path
 
 import fersearch.config as config_module
-from fersearch.config import TrialConfig
+from fersearch.config import FIELD_GROUPS, TrialConfig
 
 
 def test_no_config_field_is_declared_twice():
@@ -26,3 +27,16 @@ def test_no_config_field_is_declared_twice():
 
 def test_the_au_loss_weight_default_is_the_documented_one():
     assert TrialConfig.model_fields["au_loss_weight"].default == 0.3
+
+
+def test_every_trial_field_is_in_exactly_one_group():
+    owners = collections.defaultdict(list)
+    for name, group in FIELD_GROUPS.items():
+        for field in group.__annotations__:
+            if field != "model_config":
+                owners[field].append(name)
+    twice = {f: groups for f, groups in owners.items() if len(groups) > 1}
+    assert not twice, f"fields declared in two groups (pydantic keeps one silently): {twice}"
+    assert set(owners) == set(TrialConfig.model_fields) - {"data"}
+    # TrialConfig itself adds only the study's data settings
+    assert set(TrialConfig.__annotations__) - {"model_config"} == {"data"}

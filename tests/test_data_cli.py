@@ -43,13 +43,13 @@ def test_study_data_options_fold_crop_and_frames(tiny_data, tmp_path, capsys):
     """`create --folds K --fold F` stores the fold on the study; workers then validate on it."""
     from fersearch.config import DataConfig
     from fersearch.data import load_manifest
-    from fersearch.search.study import load_study, settings
+    from fersearch.search.study import load_study
 
     storage = str(tmp_path / "journal.log")
     argv = ["create", "--study", "f", "--data", str(tiny_data), "--storage", storage]
     argv += ["--folds", "4", "--fold", "2"]
     assert main(argv) == 0
-    cfg = settings(load_study("f", storage)).data
+    cfg = load_study("f", storage)[1].data
     assert (cfg.folds, cfg.fold, cfg.crop, cfg.frames) == (4, 2, "face", 1)
     expected = kfold_manifest(read_dataset(tiny_data), 4, 2, seed=0)
     assert load_manifest(cfg).splits["val"] == expected.splits["val"]

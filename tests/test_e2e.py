@@ -119,13 +119,13 @@ def test_search_and_finalize_postgres(tmp_path, tiny_data, tiny_space, pg_url):
 def test_two_worker_processes_share_one_embedded_study(tmp_path, tiny_data, journal_url):
     from conftest import TINY_SPACE
 
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
     # Trials of several seconds: far longer than the gap between the two workers' start-ups, so
     # each of them gets trials.
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({**TINY_SPACE, "fixed": {**TINY_SPACE["fixed"], "epochs": 8}}))
-    create_from_cli("shared", tiny_data, str(space), journal_url, n_trials=6)
+    create_or_join(StudyOptions("shared", tiny_data, str(space), journal_url, n_trials=6))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "fersearch.cli", "worker", "--study", "shared", "--storage", journal_url]
     procs = [

@@ -87,12 +87,11 @@ def test_unprintable_study_names_are_refused_before_anything_is_created(
 
 
 def test_library_prints_a_study_name_with_brackets_literally(tmp_path, tiny_data, tiny_space):
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
     console = Console(record=True, width=400)
-    create_from_cli(
-        "[red]x[/red]", tiny_data, str(tiny_space), f"journal:{tmp_path / 'j.log'}", 2, console=console
-    )
+    options = StudyOptions("[red]x[/red]", tiny_data, str(tiny_space), f"journal:{tmp_path / 'j.log'}", 2)
+    create_or_join(options, console)
     assert "created study [red]x[/red] in" in console.export_text()
 
 

@@ -25,7 +25,7 @@ from test_service import worker_command, worker_env
 
 from fersearch.errors import InvalidArgument, StorageError
 from fersearch.search import attrs
-from fersearch.search.api import create_from_cli
+from fersearch.search.api import StudyOptions, create_or_join
 from fersearch.search.liveness import (
     Heartbeat,
     StoreHealth,
@@ -107,7 +107,9 @@ def _check_retried_and_counted(trials, dead_number: int, budget: int):
 
 def test_sigkilled_worker_on_the_journal_is_retried_from_its_checkpoint(tmp_path, tiny_data, tiny_space):
     url = f"journal:{tmp_path / 'study.journal'}"
-    create_from_cli("kill", tiny_data, str(_space(tmp_path, tiny_space, epochs=4)), url, n_trials=2)
+    create_or_join(
+        StudyOptions("kill", tiny_data, str(_space(tmp_path, tiny_space, epochs=4)), url, n_trials=2)
+    )
     artifacts = tmp_path / "shared"
     cmd = worker_command("kill", url, artifacts)
     victim = subprocess.Popen(cmd, env=worker_env(**FAST), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -148,7 +150,9 @@ def test_sigkilled_worker_on_the_journal_is_retried_from_its_checkpoint(tmp_path
 def test_last_worker_stays_until_a_dead_workers_trial_is_retried_on_postgres(
     pg_url, tmp_path, tiny_data, tiny_space
 ):
-    create_from_cli("last", tiny_data, str(_space(tmp_path, tiny_space, epochs=4)), pg_url, n_trials=2)
+    create_or_join(
+        StudyOptions("last", tiny_data, str(_space(tmp_path, tiny_space, epochs=4)), pg_url, n_trials=2)
+    )
     artifacts = tmp_path / "shared"
     # --threads 1: a worker then takes no part in waiting for a free core, which the frozen one
     # would hold forever on a one-core machine
@@ -193,7 +197,9 @@ def test_a_worker_with_the_budget_used_up_waits_for_running_trials(
     for key, value in FAST.items():
         monkeypatch.setenv(key, value)
     url = f"journal:{tmp_path / 'study.journal'}"
-    study = create_from_cli("wait", tiny_data, str(_space(tmp_path, tiny_space, epochs=1)), url, n_trials=1)
+    study = create_or_join(
+        StudyOptions("wait", tiny_data, str(_space(tmp_path, tiny_space, epochs=1)), url, n_trials=1)
+    )
     other = optuna.load_study(study_name="wait", storage=open_storage(url))
     theirs = other.ask()  # the other worker's trial: it takes the whole budget
     theirs.suggest_float("lr", 1.0e-5, 3.0e-2, log=True)
@@ -225,7 +231,9 @@ def test_a_worker_with_the_budget_used_up_waits_for_running_trials(
 def test_worker_rides_out_a_database_outage_and_a_storm_of_cut_connections(
     pg_url, tmp_path, tiny_data, tiny_space
 ):
-    create_from_cli("outage", tiny_data, str(_space(tmp_path, tiny_space, epochs=10)), pg_url, n_trials=2)
+    create_or_join(
+        StudyOptions("outage", tiny_data, str(_space(tmp_path, tiny_space, epochs=10)), pg_url, n_trials=2)
+    )
     artifacts = tmp_path / "shared"
     cmd = worker_command("outage", pg_url, artifacts)
     worker = subprocess.Popen(

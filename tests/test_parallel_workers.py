@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from fersearch.search import attrs
-from fersearch.search.api import create_from_cli
+from fersearch.search.api import StudyOptions, create_or_join
 from fersearch.search.space import parse_space, sample_params
 from fersearch.search.storage import open_storage
 from fersearch.search.study import counted_trials, load_study, trial_seed
@@ -20,7 +20,7 @@ from fersearch.search.study import counted_trials, load_study, trial_seed
 def _draws(url: str, workers: int, n: int) -> dict[int, dict]:
     """``n`` trials asked in turn by ``workers`` loaded studies (one per worker process, each
     rebuilding the sampler from the stored space); trial number -> parameters."""
-    handles = [load_study("seeded", url) for _ in range(workers)]
+    handles = [load_study("seeded", url)[0] for _ in range(workers)]
     space = parse_space(handles[0].user_attrs["fersearch:space"], source="test")
     params = {}
     for i in range(n):
@@ -37,7 +37,7 @@ def test_workers_on_a_seeded_study_draw_distinct_parameters_and_the_study_is_rep
     # the tiny space, like the demo's, sets the sampler's seed (TPE, 3 random start-up trials)
     urls = [f"journal:{tmp_path / f'{name}.journal'}" for name in ("two", "again", "one")]
     for url in urls:
-        create_from_cli("seeded", tiny_data, str(tiny_space), url, n_trials=6)
+        create_or_join(StudyOptions("seeded", tiny_data, str(tiny_space), url, n_trials=6))
     two = _draws(urls[0], workers=2, n=6)
     values = [tuple(sorted(p.items())) for p in two.values()]
     assert len(set(values)) == len(values), two  # no worker repeats another's draw
@@ -56,7 +56,7 @@ def test_a_trial_that_finds_the_budget_taken_ends_in_one_quiet_line(
     from fersearch.search.budget import TrialBudget
 
     url = f"journal:{tmp_path / 'study.journal'}"
-    create_from_cli("last", tiny_data, str(tiny_space), url, n_trials=1)
+    create_or_join(StudyOptions("last", tiny_data, str(tiny_space), url, n_trials=1))
     other = optuna.load_study(study_name="last", storage=open_storage(url))
 
     class RacedBudget(TrialBudget):

@@ -339,14 +339,14 @@ def test_a_dropped_connection_is_told_apart_from_a_refused_one(pg_url):
 
 @pytest.mark.postgres
 def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tiny_space):
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
     # Six epochs, no pruning: a cut made as a trial writes its first checkpoint lands mid-trial.
     space = tmp_path / "six.yaml"
     raw = yaml.safe_load(tiny_space.read_text())
     raw = {**raw, "fixed": {**raw["fixed"], "epochs": 6}, "pruner": {"name": "none"}}
     space.write_text(yaml.safe_dump(raw, sort_keys=False))
-    create_from_cli("cut", tiny_data, str(space), pg_url, n_trials=4)
+    create_or_join(StudyOptions("cut", tiny_data, str(space), pg_url, n_trials=4))
     env = worker_env()
     cmd = worker_command("cut", pg_url, tmp_path / "a")
     workers = [
@@ -390,14 +390,14 @@ def test_workers_survive_terminated_connections(pg_url, tmp_path, tiny_data, tin
 
 @pytest.mark.postgres
 def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data, tiny_space):
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
     # Ten epochs, no pruning: a trial interrupted after its first epoch has nine left to run.
     space = tmp_path / "long.yaml"
     raw = yaml.safe_load(tiny_space.read_text())
     raw = {**raw, "fixed": {**raw["fixed"], "epochs": 10}, "pruner": {"name": "none"}}
     space.write_text(yaml.safe_dump(raw, sort_keys=False))
-    create_from_cli("int", tiny_data, str(space), pg_url, n_trials=2)
+    create_or_join(StudyOptions("int", tiny_data, str(space), pg_url, n_trials=2))
     env = worker_env()
     cmd = worker_command("int", pg_url, tmp_path / "a")
     worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -430,9 +430,9 @@ def test_sigint_leaves_nothing_running_and_requeues(pg_url, tmp_path, tiny_data,
 
 @pytest.mark.postgres
 def test_workers_use_the_grpc_storage_proxy(pg_url, tmp_path, tiny_data, tiny_space):
-    from fersearch.search.api import create_from_cli
+    from fersearch.search.api import StudyOptions, create_or_join
 
-    create_from_cli("proxied", tiny_data, str(tiny_space), pg_url, n_trials=2)
+    create_or_join(StudyOptions("proxied", tiny_data, str(tiny_space), pg_url, n_trials=2))
     port = _free_port()
     proxy = _start_storage_proxy(pg_url, port)
     try:

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from fersearch.cli import main
 from fersearch.search import attrs
-from fersearch.search.worker import MAX_FAIL_STREAK
+from fersearch.search.loop import MAX_FAIL_STREAK
 
 
 @pytest.fixture

@@ -163,16 +163,15 @@ CropOpt = Annotated[
 FramesOpt = Annotated[int, typer.Option(help="Clip datasets (raer layout): frames sampled per clip.")]
 
 
-def create_study_from_options(
-    study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
-):
-    """What `create` and `search` do with their shared study options."""
-    from ..search.api import create_from_cli
+def study_options(arguments: dict):
+    """StudyOptions from the arguments of `create` or `search`, whose study options are named as
+    its fields (``--study`` gives the name)."""
+    from dataclasses import fields
 
-    data_options = {"folds": folds, "fold": fold, "crop": crop, "frames": frames}
-    return create_from_cli(
-        study, data, space, storage, n_trials, data_format, err, seed_recipes, data_options=data_options
-    )
+    from ..search.api import StudyOptions
+
+    names = {f.name for f in fields(StudyOptions)} - {"name"}
+    return StudyOptions(name=arguments["study"], **{k: v for k, v in arguments.items() if k in names})
 
 
 SeedRecipesOpt = Annotated[

@@ -21,8 +21,8 @@ from ._common import (
     ThreadsOpt,
     app,
     check_timeout,
-    create_study_from_options,
     err,
+    study_options,
 )
 
 
@@ -43,12 +43,12 @@ def search(
     threads: ThreadsOpt = None,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
+    arguments = dict(locals())
+    from ..search.api import create_or_join
     from ..search.worker import run_worker
 
     check_timeout(timeout)
-    create_study_from_options(
-        study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
-    )
+    create_or_join(study_options(arguments), err)
     run_worker(study, storage, timeout=timeout, console=err, threads=threads)
 
 

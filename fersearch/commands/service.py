@@ -25,9 +25,9 @@ from ._common import (
     StudyOpt,
     app,
     check_port,
-    create_study_from_options,
     err,
     lit,
+    study_options,
 )
 
 ArtifactsOpt = Annotated[
@@ -55,10 +55,10 @@ def create(
     frames: FramesOpt = 1,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
+    arguments = dict(locals())
+    from ..search.api import create_or_join
 
-    create_study_from_options(
-        study, data, space, storage, n_trials, data_format, seed_recipes, folds, fold, crop, frames
-    )
+    create_or_join(study_options(arguments), err)
 
 
 @app.command()
@@ -67,9 +67,9 @@ def status(study: StudyOpt, storage: StorageOpt = None) -> None:
     from ..search.status import study_status
     from ..search.study import load_study, sweep_stale_trials
 
-    s = load_study(study, storage, heartbeat=True)
+    s, cfg = load_study(study, storage, heartbeat=True)
     sweep_stale_trials(s)
-    for line in study_status(s).lines():
+    for line in study_status(s, cfg).lines():
         typer.echo(line)
 
 

@@ -35,7 +35,7 @@ from ..errors import InvalidArgument, ModelError, one_of
 from ..models import preprocess_for
 from ..progress import tasks
 from ..runtime import resolve_device
-from ..search.study import load_study, settings
+from ..search.study import load_study
 from ..train.evaluate import predict_views
 from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
@@ -105,8 +105,7 @@ def finalize(
         )
     console = console or Console(stderr=True)
     out = Path(out)
-    study = load_study(study_name, storage_url)
-    cfg = settings(study)
+    study, cfg = load_study(study_name, storage_url)
     trials = top_trials(study, top)
     if len(trials) < top:
         console.print(f"[yellow]only {len(trials)} distinct complete trial(s); using them all[/]")

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from . import attrs
 from .liveness import last_sign_of_life
-from .study import counted_trials, settings
+from .study import StudySettings, counted_trials, settings
 
 
 @dataclass
@@ -59,8 +59,9 @@ def _seconds(t: optuna.trial.FrozenTrial, now: datetime) -> float:
     return max(0.0, (end - t.datetime_start).total_seconds())
 
 
-def study_status(study: optuna.Study) -> StudyStatus:
-    cfg = settings(study)
+def study_status(study: optuna.Study, cfg: StudySettings | None = None) -> StudyStatus:
+    """``cfg``: the study's settings, when its caller has parsed them already (``load_study``)."""
+    cfg = cfg or settings(study)
     now = datetime.now()
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(attrs.SURPLUS)]
     counts: dict[str, int] = {}

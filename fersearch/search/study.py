@@ -121,7 +121,7 @@ def create_study(
     ``seed_recipes``: enqueue the seed documents' presets as the first trials, once, here."""
     storage = open_storage(storage_url)
     if name in study_names(storage):
-        return load_study(name, storage_url, storage=storage), False
+        return load_study(name, storage_url, storage=storage)[0], False
     try:
         study = optuna.create_study(
             study_name=name,
@@ -132,7 +132,7 @@ def create_study(
         )
     except optuna.exceptions.DuplicatedStudyError:
         # Another process created it between our check and our create: join it.
-        return load_study(name, storage_url, storage=storage), False
+        return load_study(name, storage_url, storage=storage)[0], False
     study.set_user_attr(attrs.SPACE, space.model_dump(mode="json"))
     study.set_user_attr(attrs.DATA, data.model_dump(mode="json"))
     study.set_user_attr(attrs.BUDGET, n_trials)
@@ -146,7 +146,9 @@ def create_study(
 
 def load_study(
     name: str, storage_url: str | None = None, storage=None, heartbeat: bool = False
-) -> optuna.Study:
+) -> tuple[optuna.Study, StudySettings]:
+    """The study and its stored settings, parsed once: the space they hold rebuilds the sampler
+    and pruner (Optuna does not persist those)."""
     storage = storage or open_storage(storage_url, heartbeat=heartbeat)
     names = study_names(storage)
     if name not in names:
@@ -156,19 +158,24 @@ def load_study(
             f"{', '.join(names) or 'none'}. Create it with `fersearch search --study {name} "
             f"--data DIR`"
         )
-    stored = optuna.load_study(study_name=name, storage=storage).user_attrs
+    stored = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
     if attrs.SPACE not in stored:
         raise StorageError(f"study {name!r} was not created by fersearch (it has no stored search space)")
-    space = parse_space(stored[attrs.SPACE], source=f"study {name!r}")
-    return optuna.load_study(
-        study_name=name, storage=storage, sampler=make_sampler(space), pruner=make_pruner(space)
+    cfg = _parse_settings(stored, name)
+    study = optuna.load_study(
+        study_name=name, storage=storage, sampler=make_sampler(cfg.space), pruner=make_pruner(cfg.space)
     )
+    return study, cfg
 
 
 def settings(study: optuna.Study) -> StudySettings:
-    stored = study.user_attrs
+    """The settings stored on a study already open (``load_study`` returns them with it)."""
+    return _parse_settings(study.user_attrs, study.study_name)
+
+
+def _parse_settings(stored: dict, name: str) -> StudySettings:
     return StudySettings(
-        space=parse_space(stored[attrs.SPACE], source=f"study {study.study_name!r}"),
+        space=parse_space(stored[attrs.SPACE], source=f"study {name!r}"),
         data=DataConfig.model_validate(stored[attrs.DATA]),
         n_trials=stored.get(attrs.BUDGET),
     )

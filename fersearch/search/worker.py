@@ -3,30 +3,26 @@
 Any number of workers, in this process or others, on this host or others, share one study. The
 study-wide trial budget stored at creation decides when every worker stops; a worker whose
 budget is used up still waits while other workers' trials run, so that the trial of one that
-dies is retried (fersearch/search/liveness.py). The loop is Optuna's ask and tell, not
-``study.optimize``: each storage call is ridden out through an outage, the running trial carries
-fersearch's heartbeat, and a trial ends in exactly one of the states the loop decides.
+dies is retried (fersearch/search/liveness.py). ``run_worker`` sets up the worker (its device,
+its share of the cores, the study); the loop around each trial is ``TrialLoop``
+(fersearch/search/loop.py); ``Objective`` is one trial's work: sample, train, record.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import Progress
 
 from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
-from ..errors import FersearchError, StorageError, TrialsFailing
 from ..metrics import summarize
 from ..models import preprocess_for
 from ..progress import tasks
@@ -35,12 +31,13 @@ from ..train import checkpoint as ckpt
 from ..version import code_version
 from . import attrs
 from .artifacts import open_artifact_store, plot_trial_figures, upload_trial_files
-from .budget import Surplus, TrialBudget
+from .budget import TrialBudget
 from .devices import choose_device
-from .liveness import Heartbeat, StoreHealth, TrialLost, stale_trials, sweep_stale_trials, timing
+from .liveness import Heartbeat, StoreHealth, TrialLost, timing
+from .loop import TrialLoop, WorkerSummary
 from .presets import preset_values
 from .space import resolve_config, sample_params
-from .study import StudySettings, load_study, settings
+from .study import StudySettings, load_study
 from .trial_state import (
     checkpoint_dir_for,
     default_artifacts_dir,
@@ -49,15 +46,6 @@ from .trial_state import (
     requeue_interrupted,
     resume_info,
 )
-
-
-@dataclass
-class WorkerSummary:
-    finished: dict[str, int] = field(default_factory=dict)  # state name -> count, this worker
-
-    @property
-    def total(self) -> int:
-        return sum(self.finished.values())
 
 
 class Objective:
@@ -101,9 +89,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         n = trial.number
-        if self._db(lambda: self.budget.is_surplus(trial), f"checking trial {n} against the budget"):
-            self._db(lambda: trial.set_user_attr(attrs.SURPLUS, True), f"ending trial {n}")
-            raise Surplus()
         t0 = time.perf_counter()
         params, config, seed, resume_from, ckpt_dir = self._db(
             lambda: self._start(trial), f"starting trial {n}"
@@ -287,8 +272,7 @@ def run_worker(
     device, gpu_lock = choose_device(gpu)
     # one line per message, however long (a log is read with grep)
     health = StoreHealth(lambda text: console.print(text, style="yellow", markup=False, soft_wrap=True))
-    study = health.ride_out(lambda: load_study(study_name, storage_url), "opening the study")
-    cfg = health.ride_out(lambda: settings(study), "reading the study")
+    study, cfg = health.ride_out(lambda: load_study(study_name, storage_url), "opening the study")
     artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
     store = open_artifact_store(artifacts) if upload_artifacts else None
     # One read of the study per trial: the budget check, the progress line and the best trial.
@@ -302,173 +286,6 @@ def run_worker(
     ):
         progress.console.print(f"worker: {cpu.describe()}")
         objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget, cpu, health)
-        loop = _Loop(objective, health, beat_timing.interval, beat_timing.grace)
+        loop = TrialLoop(study, budget, objective, progress, stop, health, beat_timing)
         loop.run(None if timeout is None else time.monotonic() + timeout)
     return loop.summary
-
-
-MAX_FAIL_STREAK = 3  # failed trials in a row after which a worker stops (see record_failure)
-WAIT_POLL_S = 5.0  # a worker with the budget used up reads the study this often while it waits
-
-
-class _Loop:
-    """Ask, run under a heartbeat, tell; between trials, fail and re-queue stale trials."""
-
-    def __init__(self, objective: Objective, health: StoreHealth, interval: float, grace: float):
-        self.study, self.objective, self.budget = objective.study, objective, objective.budget
-        self.health, self.interval, self.grace = health, interval, grace
-        self.progress, self.stop = objective.progress, objective.stop
-        self.say = lambda text: self.progress.console.print(text, soft_wrap=True)
-        self.summary = WorkerSummary()
-        self.fail_streak: list[str] = []  # failures since the last trial that did not fail
-
-    def db(self, call, what: str):
-        return self.health.ride_out(call, what, self.stop)
-
-    def run(self, deadline: float | None) -> None:
-        name = self.study.study_name
-        go_on = self.read_budget()
-        task = self.progress.add_task(
-            f"study {name}", total=self.budget.n_trials, info="", completed=self.budget.last.counted
-        )
-        waited_for: tuple[int, ...] = ()
-        while not self.stop() and (deadline is None or time.monotonic() < deadline):
-            if not go_on:
-                others = tuple(t.number for t in self.budget.last.running)
-                if not others:
-                    break
-                if others != waited_for:
-                    self.say(
-                        f"budget used up; waiting while trial(s) {', '.join(map(str, others))} of "
-                        f"other workers run (one whose worker dies is retried here)"
-                    )
-                    waited_for = others
-                _pause(min(self.interval, WAIT_POLL_S), self.stop, deadline)
-                go_on = self.read_budget()
-                continue
-            waited_for = ()
-            finished = self.one_trial()
-            if self.stop():  # SIGINT/SIGTERM: the trial (if any) is saved and re-queued
-                if finished is not None:
-                    self.say(_describe(finished, self.db(self.budget.read, "reading the study").best))
-                self.say(f"worker stopped by {self.stop.signal_name}")
-                return
-            go_on = self.read_budget()  # the next trial's budget check, read once
-            if finished is not None:
-                state = finished.state.name.lower()
-                self.summary.finished[state] = self.summary.finished.get(state, 0) + 1
-                self.say(_describe(finished, self.budget.last.best))
-            self.progress.update(task, completed=self.budget.last.counted)
-        if self.stop():  # while it waited for other workers' trials
-            self.say(f"worker stopped by {self.stop.signal_name}")
-
-    def read_budget(self) -> bool:
-        """The read before asking; stale trials it shows are failed and re-queued first."""
-        go_on = self.db(self.budget.left, "reading the study")
-        if self.health.settled(self.grace) and stale_trials(self.budget.last.running, self.grace):
-            swept = self.db(lambda: sweep_stale_trials(self.study, self.health, self.grace), "sweeping")
-            for s in swept:
-                again = "re-queued to resume from its checkpoint" if s.requeued else "retried too often"
-                self.say(
-                    f"trial {s.number:3d} [yellow]stale[/] (no heartbeat for {s.silent_s:.0f} s): {again}"
-                )
-            if swept:
-                go_on = self.db(self.budget.left, "reading the study")
-        return go_on
-
-    def one_trial(self) -> optuna.trial.FrozenTrial | None:
-        """Run one trial; its final state, or None when it ended unrun (surplus) or was taken
-        over after going stale."""
-        trial = self.db(self.study.ask, "asking for a trial")
-        value, state = None, TrialState.FAIL
-        with Heartbeat(self.study, trial, self.interval, self.health) as beat:
-            self.objective.beat = beat
-            try:
-                value, state = self.objective(trial), TrialState.COMPLETE
-            except optuna.TrialPruned:
-                state = TrialState.PRUNED
-            except Surplus:
-                # Another worker took the last place in the budget first: a normal event.
-                self.say(f"trial {trial.number:3d} not run: the budget filled up as it started")
-                self.db(
-                    lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending"
-                )
-                return None
-            except TrialLost:
-                return self._lost(trial.number)
-            except TrainingInterrupted:
-                pass  # saved and re-queued by the objective
-            except StorageError:
-                raise  # the storage stayed away (or SIGINT came meanwhile): RUNNING, it goes stale
-            except (FersearchError, RuntimeError) as exc:
-                # This trial's configuration, files or device (a model that cannot be built, a
-                # checkpoint that does not fit, out of memory): the trial fails with its reason
-                # and the worker goes on. torch reports its own bugs as RuntimeError too: the
-                # log keeps their traceback.
-                if not isinstance(exc, FersearchError):
-                    logging.getLogger(__name__).warning("trial %d failed", trial.number, exc_info=True)
-                self.record_failure(trial, exc)
-            except Exception:
-                # a bug: the trial fails and the worker stops with the traceback
-                self.db(
-                    lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending"
-                )
-                raise
-            finally:
-                self.objective.beat = None
-            # (KeyboardInterrupt, SystemExit: the trial stays RUNNING, goes stale and is retried.)
-        if beat.lost:
-            return self._lost(trial.number)
-        told = self.db(
-            lambda: self.study.tell(trial, value, state=state, skip_if_finished=True),
-            f"ending trial {trial.number}",
-        )
-        if told.state != state and state != TrialState.FAIL:
-            return self._lost(trial.number)  # failed as stale by another process just before
-        if state != TrialState.FAIL:
-            self.fail_streak.clear()
-        return told
-
-    def record_failure(self, trial: optuna.Trial, exc: Exception) -> None:
-        """Keep a failed trial's reason on it; stop after MAX_FAIL_STREAK failures in a row,
-        whose cause is then the worker's (its data, its device, the code), not one trial's."""
-        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
-        self.db(lambda: trial.set_user_attr(attrs.FAIL_REASON, reason), f"failing trial {trial.number}")
-        self.fail_streak.append(f"trial {trial.number}: {reason}")
-        if len(self.fail_streak) >= MAX_FAIL_STREAK:
-            self.db(lambda: self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True), "ending")
-            raise TrialsFailing(
-                f"{len(self.fail_streak)} trials in a row failed in this worker, so the cause is not one "
-                f"trial's; last, {self.fail_streak[-1]}. The worker stops rather than spend the budget "
-                f"on failures: fix the cause and start it again (`fersearch status` lists the failed "
-                f"trials and their reasons)"
-            )
-
-    def _lost(self, number: int) -> None:
-        self.say(
-            f"trial {number:3d} [yellow]taken over[/]: its heartbeat was late, another process failed it "
-            f"and re-queued it to resume from its checkpoint"
-        )
-
-
-def _pause(seconds: float, stop, deadline: float | None) -> None:
-    end = time.monotonic() + seconds
-    if deadline is not None:
-        end = min(end, deadline)
-    while time.monotonic() < end and not stop():
-        time.sleep(min(0.2, max(0.0, end - time.monotonic())))
-
-
-def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None) -> str:
-    best_txt = "no complete trial yet" if best is None else f"best {best.value:.4f} (trial {best.number})"
-    if t.state == TrialState.COMPLETE:
-        return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
-    if t.state == TrialState.PRUNED:
-        epoch = t.user_attrs.get(attrs.PRUNED_AT_EPOCH, "?")
-        reason = t.user_attrs.get(attrs.PRUNED_REASON, "")
-        return f"trial {t.number:3d} [yellow]pruned[/] at epoch {epoch} {reason}  {best_txt}"
-    if t.user_attrs.get(attrs.INTERRUPTED_CHECKPOINT):
-        return f"trial {t.number:3d} [yellow]interrupted[/], re-queued to resume  {best_txt}"
-    reason = t.user_attrs.get(attrs.FAIL_REASON) or t.system_attrs.get(attrs.FAIL_REASON, "")
-    state = "failed" if t.state == TrialState.FAIL else t.state.name.lower()
-    return f"trial {t.number:3d} [red]{state}[/]{': ' + reason if reason else ''}  {best_txt}"

@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import TrialState
 
 from fersearch.search import attrs
-from fersearch.search.api import create_from_cli
+from fersearch.search.api import StudyOptions, create_or_join
 from fersearch.search.storage import open_storage
 from fersearch.search.worker import run_worker
 
@@ -48,7 +48,7 @@ def _trials(name: str, url: str):
 
 
 def test_sigterm_saves_interrupted_checkpoint_and_the_retry_resumes(tmp_path, tiny_data, journal_url):
-    create_from_cli("sig", tiny_data, str(_space(tmp_path)), journal_url, n_trials=1)
+    create_or_join(StudyOptions("sig", tiny_data, str(_space(tmp_path)), journal_url, n_trials=1))
     ckpt_dir = Path(journal_url.removeprefix("journal:")).parent / "checkpoints" / "sig" / "trial_0"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
     cmd = [sys.executable, "-m", "fersearch.cli", "worker", "--study", "sig", "--storage", journal_url]
@@ -97,7 +97,7 @@ def test_nan_loss_prunes_the_trial_with_its_reason_and_the_worker_goes_on(tmp_pa
     space_doc = yaml.safe_load(space.read_text())
     space_doc["params"]["lr"] = {"type": "categorical", "choices": [1.0e12, 1.0e-3]}
     space.write_text(yaml.safe_dump(space_doc))
-    study = create_from_cli("nan", tiny_data, str(space), journal_url, n_trials=2)
+    study = create_or_join(StudyOptions("nan", tiny_data, str(space), journal_url, n_trials=2))
     study.enqueue_trial({"lr": 1.0e12})  # SGD at this rate overflows within a few steps
     study.enqueue_trial({"lr": 1.0e-3})
     summary = run_worker("nan", journal_url)
@@ -112,8 +112,10 @@ def test_seed_recipes_are_enqueued_once_at_creation(tmp_path, tiny_data, journal
     space = tmp_path / "space.yaml"
     narrow = {"lr": {"type": "float", "low": 5.0e-4, "high": 1.0e-2, "log": True}}
     space.write_text(yaml.safe_dump({**SPACE, "params": narrow}))
-    create_from_cli("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True)
-    create_from_cli("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True)  # joins
+    create_or_join(StudyOptions("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True))
+    create_or_join(
+        StudyOptions("seeded", tiny_data, str(space), journal_url, n_trials=9, seed_recipes=True)
+    )  # joins
     waiting = [t for t in _trials("seeded", journal_url) if t.state == TrialState.WAITING]
     names = [t.user_attrs["fersearch:preset"] for t in waiting]
     assert names == ["clip_caer_70", "convnext_emotenet", "raer_4stage", "efficientnet_bilstm", "compound_au"]

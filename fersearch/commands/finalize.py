@@ -14,7 +14,13 @@ from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, check_output_dir, er
 def finalize(
     study: StudyOpt,
     out: Annotated[Path, typer.Option(help="Output directory for members, report and ensemble.")],
-    top: Annotated[int, typer.Option(help="Number of best distinct trials to retrain.")] = 5,
+    top: Annotated[
+        int,
+        typer.Option(
+            help="Number of best distinct trials to ensemble (each retrained, or its own "
+            "weights reused where retraining would repeat the trial)."
+        ),
+    ] = 5,
     seeds: Annotated[int, typer.Option(help="Retraining seeds per trial (members = top x seeds).")] = 1,
     retrain_on: Annotated[
         str,

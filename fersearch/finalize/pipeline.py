@@ -183,19 +183,23 @@ def _train_members(specs, splits: Splits, store, views, progress, label: str, re
         size = preprocess_for(spec.config)["image_size"]
         train, val = splits.get("train", size), splits.get("val", size)
         task = progress.add_task(f"  {spec.id}: epoch", total=spec.config.epochs)
-        members.append(
-            train_member(
-                spec,
-                store,
-                SplitArrays.concat(train, val) if refit else train,
-                val,
-                splits.manifest.num_classes,
-                "last" if refit else "best",
-                views,
-                on_epoch=lambda rec, t=task: progress.advance(t),
-                class_names=list(splits.manifest.class_names),
-            )
+        member = train_member(
+            spec,
+            store,
+            SplitArrays.concat(train, val) if refit else train,
+            val,
+            splits.manifest.num_classes,
+            "last" if refit else "best",
+            views,
+            on_epoch=lambda rec, t=task: progress.advance(t),
+            class_names=list(splits.manifest.class_names),
         )
+        if member.record.get("trial_weights"):
+            progress.console.print(
+                f"{spec.id}: trial {spec.trial}'s own best weights (epoch {member.record['best_epoch']}, "
+                f"val UAR {member.record['val_uar']:.4f}); training them again would repeat the trial"
+            )
+        members.append(member)
         progress.remove_task(task)
         progress.advance(overall)
     return members

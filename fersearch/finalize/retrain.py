@@ -19,17 +19,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import TrialConfig, build_config
+from ..config import TrialConfig, build_config, comparable_config
 from ..data import decode
 from ..data.decode import SplitArrays
 from ..data.manifest import Manifest
 from ..data.views import packed_split
 from ..ensemble import tta
 from ..ensemble.weights import atomic_write, load_weights, save_weights, verify_weights
-from ..errors import ModelError
+from ..errors import FersearchError, ModelError
 from ..models import FERModel, create_model
 from ..runtime import resolve_device
 from ..train import fit
+from ..train.checkpoint import load_checkpoint, unprefixed
 from ..train.evaluate import predict_views
 from .select import MemberSpec
 
@@ -165,6 +166,35 @@ class MemberStore:
         return TrainedMember(d, record)
 
 
+MEMBER_INFO = ("best_epoch", "val_uar", "history", "seconds", "trial_weights")
+
+
+def _trial_model(spec: MemberSpec, num_classes: int) -> tuple[torch.nn.Module, dict] | None:
+    """The trial's own best model, when ``spec`` would train it again (``spec.trial_weights``)
+    and the checkpoint holds exactly this config and data; None: train instead."""
+    if spec.trial_weights is None:
+        return None
+    try:
+        tensors, state = load_checkpoint(spec.trial_weights)
+        stored = state.get("config") or {}
+        same_data = stored.get("data") == spec.config.data.model_dump(mode="json")
+        same = same_data and comparable_config(stored) == comparable_config(spec.config.to_json_dict())
+        if state.get("kind") != "model" or not same:
+            return None
+        info = {
+            "best_epoch": int(state["epoch"]) + 1,
+            "val_uar": float(state["val_uar"]),
+            "history": None,
+            "seconds": 0.0,
+            "trial_weights": spec.trial_weights,
+        }
+        model = create_model(spec.config, num_classes)
+        model.load_state_dict(unprefixed("model", tensors))
+    except (FersearchError, RuntimeError, AttributeError, KeyError, TypeError, ValueError):
+        return None  # unreadable, or not this config's: training again is the safe answer
+    return model.to(resolve_device(spec.config.device)), info
+
+
 def train_member(
     spec: MemberSpec,
     store: MemberStore,
@@ -176,7 +206,8 @@ def train_member(
     on_epoch: Callable[[dict], None] | None = None,
     class_names: list[str] | None = None,
 ) -> TrainedMember:
-    """Fit one member (or reuse it) and save its per-view predictions on ``held``.
+    """Fit one member (or reuse it: finished earlier in ``store``, or the trial's own best
+    weights when it would repeat the trial) and save its per-view predictions on ``held``.
 
     keep="best": ``held`` is a true validation split and picks the epoch; keep="last": the epoch
     count is fixed in ``spec.config`` and ``held`` only receives predictions.
@@ -185,9 +216,12 @@ def train_member(
     done = store.finished(spec, fp)
     if done is not None and done.record.get("views") == [v.name for v in views]:
         return done
+    reused = None if done is not None or keep != "best" else _trial_model(spec, num_classes)
     if done is not None:  # finished, but scored on other views: re-score, don't retrain
         model = done.load_model(num_classes).to(resolve_device(spec.config.device))
-        info = {k: v for k, v in done.record.items() if k in ("best_epoch", "val_uar", "history", "seconds")}
+        info = {k: v for k, v in done.record.items() if k in MEMBER_INFO}
+    elif reused is not None:
+        model, info = reused
     else:
         t0 = time.perf_counter()
         result = fit(

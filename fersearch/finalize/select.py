@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 from ..config import TrialConfig, build_config, comparable_config
 from ..errors import FersearchError, InvalidArgument
 from ..search import attrs
+from ..train.checkpoint import BEST, checkpoint_path
+from ..version import code_version
 
 
 def search_history(study: optuna.Study) -> dict:
@@ -72,12 +74,15 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
 
 @dataclass(frozen=True)
 class MemberSpec:
-    """One model to retrain: a trial's stored config with a given seed."""
+    """One model to retrain: a trial's stored config with a given seed. ``trial_weights``: the
+    trial's own best checkpoint when this member would train it again (the trial's seed, the
+    same code, the file on this host); finalize then loads it instead of training."""
 
     trial: int
     seed: int
     config: TrialConfig
     search_val_uar: float
+    trial_weights: str | None = None
 
     @property
     def id(self) -> str:
@@ -94,5 +99,17 @@ def member_specs(trials: list[optuna.trial.FrozenTrial], seeds: int) -> list[Mem
         config = build_config(t.user_attrs[attrs.CONFIG])
         for i in range(seeds):
             seeded = config.model_copy(update={"seed": config.seed + i})
-            specs.append(MemberSpec(t.number, seeded.seed, seeded, float(t.value)))
+            own = trial_weights(t) if i == 0 else None
+            specs.append(MemberSpec(t.number, seeded.seed, seeded, float(t.value), own))
     return specs
+
+
+def trial_weights(trial: optuna.trial.FrozenTrial) -> str | None:
+    """The trial's best checkpoint, if training its config and seed again would repeat it: the
+    trial ran this code version and its checkpoint folder is on this host. (Training is
+    deterministic for a given config, seed, code and data; tests/finalize/test_reuse.py.)"""
+    folder = trial.user_attrs.get(attrs.CHECKPOINT_DIR)
+    if not folder or trial.user_attrs.get(attrs.CODE_VERSION) != code_version():
+        return None
+    path = checkpoint_path(folder, BEST)
+    return str(path) if path.is_file() else None

@@ -83,3 +83,31 @@ def test_a_trial_that_finds_the_budget_taken_ends_in_one_quiet_line(
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
     assert trials[1].user_attrs[attrs.SURPLUS] and not trials[1].intermediate_values
     assert [t.number for t in counted_trials(other)] == [0]
+
+
+def test_on_a_journal_a_waiting_worker_looks_again_every_second(tmp_path, tiny_data, tiny_space, monkeypatch):
+    """With the budget used up, a worker waits while another worker's trial runs and exits
+    once it ends: on a local journal it reads the study every second (a database: every 5 s),
+    so local workers do not linger after the study is done."""
+    from fersearch.search import loop as loop_module
+    from fersearch.search import worker as worker_module
+
+    url = f"journal:{tmp_path / 'study.journal'}"
+    create_or_join(StudyOptions("poll", tiny_data, str(tiny_space), url, n_trials=1))
+    other = optuna.load_study(study_name="poll", storage=open_storage(url))
+    theirs = other.ask()  # the other worker's trial takes the whole budget
+    pauses: list[float] = []
+    pause = loop_module._pause
+
+    def recorded(seconds, stop, deadline):
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            other.tell(theirs, 0.5)  # the other worker's trial ends
+        pause(seconds, stop, deadline)
+
+    monkeypatch.setattr(loop_module, "_pause", recorded)
+    out = io.StringIO()
+    summary = worker_module.run_worker("poll", url, console=Console(file=out, width=200), timeout=60)
+    assert summary.finished == {}
+    assert "waiting while trial(s) 0 of other workers run" in out.getvalue()
+    assert pauses == [loop_module.WAIT_POLL_S["journal"]] * 2 == [1.0, 1.0]

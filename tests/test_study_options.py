@@ -29,7 +29,9 @@ def test_create_and_search_take_every_study_option_under_its_field_name(command)
 
 
 def test_bad_data_options_are_one_clear_error(tmp_path):
-    with pytest.raises(InvalidArgument, match="invalid data options: fold must be in 0..2 for folds=3, got 5"):
+    with pytest.raises(
+        InvalidArgument, match="invalid data options: fold must be in 0..2 for folds=3, got 5"
+    ):
         StudyOptions("s", tmp_path, folds=3, fold=5).data_config()
 
 

@@ -24,6 +24,7 @@ from ..train import TrainingInterrupted
 from . import attrs
 from .budget import Surplus, TrialBudget
 from .liveness import Heartbeat, StoreHealth, Timing, TrialLost, stale_trials, sweep_stale_trials
+from .optuna_compat import storage_of
 
 
 class TrialObjective(Protocol):
@@ -46,7 +47,10 @@ class WorkerSummary:
 
 
 MAX_FAIL_STREAK = 3  # failed trials in a row after which a worker stops (see record_failure)
-WAIT_POLL_S = 5.0  # a worker with the budget used up reads the study this often while it waits
+# A worker with the budget used up reads the study this often while other workers' trials run,
+# and exits within that time of the last one ending. A local journal file is cheap to read again
+# (only records added since are replayed); a database or proxy serves every worker of the study.
+WAIT_POLL_S = {"journal": 1.0, "remote": 5.0}
 
 
 class TrialLoop:
@@ -67,6 +71,8 @@ class TrialLoop:
         self.study, self.budget, self.objective = study, budget, objective
         self.progress, self.stop, self.health = progress, stop, health
         self.interval, self.grace = beat_timing.interval, beat_timing.grace
+        local = isinstance(storage_of(study), optuna.storages.JournalStorage)
+        self.wait_poll = WAIT_POLL_S["journal" if local else "remote"]
         self.say = lambda text: self.progress.console.print(text, soft_wrap=True)
         self.summary = WorkerSummary()
         self.fail_streak: list[str] = []  # failures since the last trial that did not fail
@@ -92,7 +98,7 @@ class TrialLoop:
                         f"other workers run (one whose worker dies is retried here)"
                     )
                     waited_for = others
-                _pause(min(self.interval, WAIT_POLL_S), self.stop, deadline)
+                _pause(min(self.interval, self.wait_poll), self.stop, deadline)
                 go_on = self.read_budget()
                 continue
             waited_for = ()

@@ -84,14 +84,38 @@ def downloads_allowed() -> bool:
     return os.environ.get(DOWNLOAD_ENV) == "1" and not offline
 
 
-def hub_file(repo_id: str, filenames: list[str], what: str, cache_dir: str | None = None) -> str:
-    """The first of ``filenames`` found in the local HF cache; downloaded only if allowed."""
+def cached_hub_file(repo_id: str, filenames: list[str], cache_dir: str | None = None) -> str | None:
+    """The first of ``filenames`` in the local HF cache, or None. Never touches the network:
+    both loading and ``fersearch weights list`` / ``create``'s check ask this."""
     from huggingface_hub import try_to_load_from_cache
 
     for name in filenames:
         hit = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
         if isinstance(hit, str) and os.path.isfile(hit):
             return hit
+    return None
+
+
+def hub_fetch_command(repo_id: str, filename: str, cache_dir: str | None = None) -> str:
+    """The shell command that puts one hub file where ``cached_hub_file`` looks."""
+    return f"hf download {repo_id} {filename}" + (f" --cache-dir {cache_dir}" if cache_dir else "")
+
+
+def missing_hub_message(repo_id: str, filenames: list[str], what: str, cache_dir: str | None = None) -> str:
+    where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE)"
+    return (
+        f"pretrained weights {what} are not in {where}: expected {repo_id}/{' or '.join(filenames)}. "
+        f"Nothing is downloaded unless {DOWNLOAD_ENV}=1 is set; either fetch them once with "
+        f"`{hub_fetch_command(repo_id, filenames[0], cache_dir)}` (or run once with {DOWNLOAD_ENV}=1), "
+        f"give a local file (pretrained: /path/to/{filenames[0]}), or use pretrained: false"
+    )
+
+
+def hub_file(repo_id: str, filenames: list[str], what: str, cache_dir: str | None = None) -> str:
+    """The first of ``filenames`` found in the local HF cache; downloaded only if allowed."""
+    hit = cached_hub_file(repo_id, filenames, cache_dir)
+    if hit is not None:
+        return hit
     if downloads_allowed():
         from huggingface_hub import hf_hub_download
 
@@ -102,18 +126,24 @@ def hub_file(repo_id: str, filenames: list[str], what: str, cache_dir: str | Non
             except Exception as exc:  # hub errors come in many types; report them all at once
                 errors.append(f"{name}: {type(exc).__name__}")
         raise ModelError(f"pretrained weights {what}: download from {repo_id} failed ({'; '.join(errors)})")
-    where = cache_dir or "the Hugging Face cache (HF_HUB_CACHE)"
-    raise ModelError(
-        f"pretrained weights {what} are not in {where}: expected {repo_id}/{' or '.join(filenames)}. "
-        f"Nothing is downloaded unless {DOWNLOAD_ENV}=1 is set; either fetch them once with "
-        f"`{DOWNLOAD_ENV}=1 huggingface-cli download {repo_id} {filenames[0]}`, give a local file "
-        f"(pretrained: /path/to/{filenames[0]}), or use pretrained: false"
+    raise ModelError(missing_hub_message(repo_id, filenames, what, cache_dir))
+
+
+def url_target(url: str, cache_dir: Path) -> Path:
+    """Where ``url_file`` keeps (and looks for) the file published at ``url``."""
+    return cache_dir / os.path.basename(url)
+
+
+def missing_url_message(url: str, target: Path, what: str) -> str:
+    return (
+        f"pretrained weights {what} are not cached at {target}. Nothing is downloaded unless "
+        f"{DOWNLOAD_ENV}=1 is set; fetch {url} there, give a local file, or use pretrained: false"
     )
 
 
 def url_file(url: str, cache_dir: Path, what: str) -> str:
     """A weights file published at a plain URL, cached by name under ``cache_dir``."""
-    target = cache_dir / os.path.basename(url)
+    target = url_target(url, cache_dir)
     if target.is_file():
         return str(target)
     if downloads_allowed():
@@ -122,7 +152,38 @@ def url_file(url: str, cache_dir: Path, what: str) -> str:
         cache_dir.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(target), progress=False)
         return str(target)
-    raise ModelError(
-        f"pretrained weights {what} are not cached at {target}. Nothing is downloaded unless "
-        f"{DOWNLOAD_ENV}=1 is set; fetch {url} there, give a local file, or use pretrained: false"
-    )
+    raise ModelError(missing_url_message(url, target, what))
+
+
+def read_state_dict(path: str) -> dict:
+    """A local weights file as {name: tensor}: safetensors, or a ``torch.save``'d state dict read
+    with ``weights_only=True`` (tensors and plain containers only; nothing else is unpickled)."""
+    import pickle
+
+    import torch
+
+    try:
+        if str(path).endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused an object that is not a tensor
+        raise ModelError(
+            f"pretrained weights file {str(path)!r} holds pickled objects besides tensors (a whole "
+            f"model or training checkpoint?); fersearch reads only state dicts, with "
+            f"weights_only=True: re-save it with torch.save(model.state_dict(), path)"
+        ) from None
+    except Exception as exc:  # truncated or foreign files fail in many types
+        first = (str(exc).splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"cannot read pretrained weights file {str(path)!r} ({type(exc).__name__}: {first}); "
+            f"give a .safetensors file or a state dict saved with torch.save"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(
+            f"pretrained weights file {str(path)!r} holds a {type(state).__name__}, not a flat "
+            f"state dict of tensors; save one with torch.save(model.state_dict(), path)"
+        )
+    return state

@@ -17,6 +17,7 @@ from . import attrs
 from .space import load_space
 from .storage import mask_url, resolve_url
 from .study import create_study
+from .weights import check_space_weights
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ def create_or_join(options: StudyOptions, console: Console | None = None) -> opt
     if o.n_trials is not None and o.n_trials < 1:
         raise InvalidArgument(f"--n-trials must be at least 1 (got {o.n_trials})")
     space = load_space(o.space)
+    # a missing weights file would fail every trial that samples it, mid-study: refuse now
+    check_space_weights(space, str(o.space), o.seed_recipes)
     data_cfg = o.data_config()
     manifest = load_manifest(data_cfg)  # fail now on a bad dataset, before touching the study
     data_cfg.format = manifest.format

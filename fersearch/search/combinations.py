@@ -20,7 +20,8 @@ MAX_COMBINATIONS = 20_000  # beyond this, each key's values are checked against 
 MAX_INT_VALUES = 256  # an int range with more values is checked at its ends and one step in
 
 
-def _values(spec) -> list[Any]:
+def sampled_values(spec) -> list[Any]:
+    """The values of one sampled parameter that decide a combination (a float: its ends)."""
     if spec.type == "categorical":
         return list(spec.choices)
     if spec.type == "int":
@@ -30,9 +31,10 @@ def _values(spec) -> list[Any]:
     return [spec.low, spec.high]  # a float condition parent: its ends
 
 
-def _relevant(params: dict) -> list[str]:
-    """MODEL_KEYS that are sampled, plus every key their ``when`` conditions read, in file order."""
-    keys = {k for k in MODEL_KEYS if k in params}
+def relevant_keys(params: dict, wanted: tuple[str, ...] = MODEL_KEYS) -> list[str]:
+    """The ``wanted`` keys that are sampled, plus every key their ``when`` conditions read, in
+    file order."""
+    keys = {k for k in wanted if k in params}
     grew = True
     while grew:
         parents = {p for k in keys for p in (params[k].when or {}) if p in params}
@@ -41,7 +43,7 @@ def _relevant(params: dict) -> list[str]:
     return [k for k in params if k in keys]
 
 
-def _assignments(params: dict, keys: list[str]):
+def assignments(params: dict, keys: list[str]):
     """Every assignment of ``keys`` the sampler can produce (a key whose condition fails is
     absent, so its default applies)."""
     partial: list[dict] = [{}]
@@ -54,7 +56,7 @@ def _assignments(params: dict, keys: list[str]):
             ):
                 grown.append(values)
                 continue
-            grown.extend({**values, key: v} for v in _values(spec))
+            grown.extend({**values, key: v} for v in sampled_values(spec))
         partial = grown
         if len(partial) > MAX_COMBINATIONS:
             return None
@@ -79,13 +81,13 @@ def check_model_combinations(fixed: dict, params: dict, source: str) -> None:
     """Raise SearchSpaceError for the first combination of model parts that cannot be built."""
     from ..models import check_config  # timm import is slow; only when validating
 
-    keys = _relevant(params)
-    assignments = _assignments(params, keys)
-    if assignments is None:  # too many to list: each key's values with the others at their first
-        first = {k: _values(params[k])[0] for k in keys}
-        assignments = [{**first, k: v} for k in keys for v in _values(params[k])]
+    keys = relevant_keys(params)
+    found = assignments(params, keys)
+    if found is None:  # too many to list: each key's values with the others at their first
+        first = {k: sampled_values(params[k])[0] for k in keys}
+        found = [{**first, k: v} for k in keys for v in sampled_values(params[k])]
     seen = set()
-    for sampled in assignments:
+    for sampled in found:
         values = {**fixed, **sampled}
         config = TrialConfig.model_construct(**{k: values[k] for k in MODEL_KEYS if k in values})
         key = tuple(getattr(config, k) for k in MODEL_KEYS)
@@ -107,4 +109,11 @@ def check_model_combinations(fixed: dict, params: dict, source: str) -> None:
             ) from None
 
 
-__all__ = ["MAX_COMBINATIONS", "MODEL_KEYS", "check_model_combinations"]
+__all__ = [
+    "MAX_COMBINATIONS",
+    "MODEL_KEYS",
+    "assignments",
+    "check_model_combinations",
+    "relevant_keys",
+    "sampled_values",
+]

@@ -172,6 +172,8 @@ MODELS = [
         "au_classes": 3,
     },
     {"backbone": CLIP_TINY, "head": "bilstm", "lstm_hidden": 8},
+    {"backbone": "ir50"},  # the face family: real size (no tiny variant), at 32 px
+    {"backbone": "ir50", "fpn": True, "fpn_dim": 16, "attention": "se"},
 ]
 
 

@@ -1,21 +1,27 @@
 """Backbones: image -> spatial feature maps (+ class tokens where the network has them).
 
-A backbone name is a timm model name (``convnext_tiny``, ``convnext_tiny.fb_in22k``) or an
-open_clip model prefixed with ``open_clip:`` (``open_clip:ViT-B-16``). Families register a name
-prefix; a name without a prefix belongs to timm.
+A backbone name is a timm model name (``convnext_tiny``, ``convnext_tiny.fb_in22k``), an
+open_clip model prefixed with ``open_clip:`` (``open_clip:ViT-B-16``), or a name a family owns
+outright (``ir50``, the face-recognition IR-50). Families register a name prefix or exact bare
+names; any other bare name belongs to timm.
 """
 
 from __future__ import annotations
+
+import difflib
 
 from ...errors import ModelError
 from ...registry import Registry
 from .base import Backbone, FeatureMaps
 from .clip import OpenClipFamily
+from .ir50 import FaceFamily
 from .timm import TimmFamily
 
-_FAMILIES = Registry("backbone family")
+_FAMILIES = Registry("backbone family")  # reached by a prefix: open_clip:ViT-B-16
 _FAMILIES.register("timm")(TimmFamily())
 _FAMILIES.register("open_clip")(OpenClipFamily())
+# Exact bare names a family owns, looked up before timm (which owns every other bare name).
+_OWNED = Registry("backbone")
 
 # What the built-in search spaces choose from (any timm / open_clip name works too).
 CURATED = (
@@ -39,6 +45,7 @@ CURATED = (
     "vit_base_patch16_224",
     "open_clip:ViT-B-32",
     "open_clip:ViT-B-16",
+    "ir50",
     # tiny random-init models so every code path runs on a CPU in seconds
     "test_resnet",
     "test_efficientnet",
@@ -54,6 +61,15 @@ def register_backbone_family(prefix: str, family) -> None:
     _FAMILIES.register(prefix)(family)
 
 
+def register_backbone_names(family, names) -> None:
+    """Add a family (the same verbs) that owns these exact bare names, ahead of timm: ``ir50``."""
+    for name in names:
+        _OWNED.register(name)(family)
+
+
+register_backbone_names(FaceFamily(), FaceFamily.names)
+
+
 def list_backbones() -> list[str]:
     return list(CURATED)
 
@@ -65,7 +81,7 @@ def list_backbone_families() -> list[str]:
 def _split(name: str):
     prefix, sep, rest = str(name).partition(":")
     if not sep:
-        return _FAMILIES.get("timm"), name
+        return (_OWNED.get(name) if name in _OWNED else _FAMILIES.get("timm")), name
     if prefix not in _FAMILIES:
         raise ModelError(
             f"unknown backbone family {prefix!r} in {name!r}; valid prefixes: "
@@ -74,16 +90,26 @@ def _split(name: str):
     return _FAMILIES.get(prefix), rest
 
 
-def validate_backbone(name: str) -> None:
+def _validated(name: str):
     family, rest = _split(name)
-    family.validate(rest)
+    try:
+        family.validate(rest)
+    except ModelError as exc:
+        close = difflib.get_close_matches(str(name).lower(), _OWNED.names(), n=1, cutoff=0.75)
+        if close:  # IR50, ir_50: timm's suggestions would not mention the face backbones
+            raise ModelError(f"{exc}; or did you mean {close[0]}?") from None
+        raise
+    return family, rest
+
+
+def validate_backbone(name: str) -> None:
+    _validated(name)
 
 
 def check_backbone(name: str, multi_scale: bool = False, keep_text: bool = False) -> None:
     """Raise the ModelError building this backbone with these options would raise, without
     building it."""
-    family, rest = _split(name)
-    family.validate(rest)
+    family, rest = _validated(name)
     family.check(rest, multi_scale=multi_scale, keep_text=keep_text)
 
 
@@ -107,8 +133,7 @@ def create_backbone(
     multi_scale: bool = False,
     keep_text: bool = False,
 ) -> Backbone:
-    family, rest = _split(name)
-    family.validate(rest)
+    family, rest = _validated(name)
     return family.create(
         rest, pretrained=pretrained, image_size=image_size, multi_scale=multi_scale, keep_text=keep_text
     )
@@ -124,5 +149,6 @@ __all__ = [
     "list_backbone_families",
     "list_backbones",
     "register_backbone_family",
+    "register_backbone_names",
     "validate_backbone",
 ]

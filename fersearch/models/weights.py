@@ -1,0 +1,176 @@
+"""Which weights file a (backbone, pretrained) pair reads, and whether it is on this host.
+
+Found from the families' own configs (timm's pretrained cfg, open_clip's pretrained registry,
+IR-50's checkpoint path) and the local caches alone: no model is built and nothing touches the
+network, whatever ``FERSEARCH_ALLOW_DOWNLOAD`` says. ``fersearch weights list`` prints these, and
+``create`` refuses a space whose trials would fail on a missing file.
+
+The file names and cache folders mirror what each family's ``weights()`` reads when it builds
+(``backbones/timm.py``, ``backbones/clip.py``, ``backbones/ir50.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ModelError
+from .backbones import _split
+from .backbones.clip import OpenClipFamily
+from .backbones.ir50 import IR50_FILE, FaceFamily, default_weights_path
+from .backbones.timm import TimmFamily
+from .pretrained import (
+    cached_hub_file,
+    hub_fetch_command,
+    missing_hub_message,
+    missing_url_message,
+    parse_pretrained,
+    url_target,
+)
+
+# "other": a family registered later, not checked here; "invalid": no such backbone or tag
+KINDS = ("none", "timm", "open_clip", "file", "face", "other", "invalid")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    backbone: str
+    pretrained: bool | str
+    kind: str  # one of KINDS
+    tag: str | None = None  # timm / open_clip pretrained tag
+    repo: str | None = None  # Hugging Face repository id
+    files: tuple[str, ...] = ()  # candidate file names in ``repo``, first preferred
+    url: str | None = None  # where a file published outside the hub comes from
+    path: str | None = None  # the local file read (present) or expected (missing)
+    problem: str | None = None  # why building would fail on this host; None when usable
+    fetch: str | None = None  # the command that puts a missing file in place, where one exists
+
+    @property
+    def status(self) -> str:
+        if self.problem is not None:
+            return "invalid" if self.kind == "invalid" else "missing"
+        return {"none": "not needed", "other": "unchecked"}.get(self.kind, "present")
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether building would fetch it itself with FERSEARCH_ALLOW_DOWNLOAD=1 (hub and URL
+        files; IR-50's release and local paths never are)."""
+        return self.kind in ("timm", "open_clip") and bool(self.repo or self.url)
+
+    @property
+    def pretrained_text(self) -> str:
+        """``pretrained`` as the space file spells it (true, not True)."""
+        return str(self.pretrained).lower() if isinstance(self.pretrained, bool) else str(self.pretrained)
+
+    @property
+    def origin(self) -> str:
+        """Where the file is published: ``repo/file`` on the hub, a URL, the file's name, or '-'."""
+        if self.repo:
+            return f"{self.repo}/{' or '.join(self.files)}"
+        return self.url or (self.files[0] if self.files else "-")
+
+
+def weights_source(backbone: str, pretrained: bool | str) -> WeightsSource:
+    """The weights source ``create_backbone(backbone, pretrained)`` would read, and whether it is
+    present locally; an unusable choice (unknown tag, missing file) is a source with a
+    ``problem``, never an exception."""
+    base = {"backbone": backbone, "pretrained": pretrained}
+    try:
+        request = parse_pretrained(pretrained)
+    except ModelError as exc:  # a path that is not there (or not a weights file)
+        return WeightsSource(**base, kind="file", path=str(pretrained), problem=str(exc))
+    if request.kind == "none":
+        return WeightsSource(**base, kind="none")
+    try:
+        family, name = _split(backbone)
+        family.validate(name)
+        if isinstance(family, FaceFamily):
+            return _face(family, name, base)
+        if request.kind == "file":
+            return WeightsSource(**base, kind="file", path=request.value)
+        cache_dir = request.value if request.kind == "cache_dir" else None
+        if isinstance(family, TimmFamily):
+            return _timm(family, name, request, cache_dir, base)
+        if isinstance(family, OpenClipFamily):
+            return _open_clip(family, name, cache_dir, base)
+    except ModelError as exc:  # unknown backbone or tag: the message building would give
+        return WeightsSource(**base, kind="invalid", problem=str(exc))
+    return WeightsSource(**base, kind="other")
+
+
+def _hub(base: dict, kind: str, tag, repo: str, files: list[str], what: str, cache_dir) -> WeightsSource:
+    hit = cached_hub_file(repo, files, cache_dir)
+    missing = hit is None
+    return WeightsSource(
+        **base,
+        kind=kind,
+        tag=tag,
+        repo=repo,
+        files=tuple(files),
+        path=hit,
+        problem=missing_hub_message(repo, files, what, cache_dir) if missing else None,
+        fetch=hub_fetch_command(repo, files[0], cache_dir) if missing else None,
+    )
+
+
+def _url(base: dict, kind: str, tag, url: str, folder: Path, what: str) -> WeightsSource:
+    target = url_target(url, folder)
+    missing = not target.is_file()
+    return WeightsSource(
+        **base,
+        kind=kind,
+        tag=tag,
+        url=url,
+        path=str(target),
+        problem=missing_url_message(url, target, what) if missing else None,
+        fetch=f"curl -L --create-dirs -o {target} {url}" if missing else None,
+    )
+
+
+def _timm(family: TimmFamily, name: str, request, cache_dir, base: dict) -> WeightsSource:
+    from timm.models import split_model_name_tag
+
+    cfg = family._pretrained_cfg(name, request.value if request.kind == "tag" else None)
+    if not cfg or not (cfg.get("hf_hub_id") or cfg.get("url")):
+        raise ModelError(f"timm publishes no pretrained weights for {name!r}; use pretrained: false")
+    tag = cfg.get("tag")
+    arch = split_model_name_tag(name)[0]
+    tagged = f"{arch}.{tag}" if tag else arch
+    if cfg.get("hf_hub_id"):
+        files = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else []
+        files = files or ["model.safetensors", "pytorch_model.bin"]
+        return _hub(base, "timm", tag, cfg["hf_hub_id"], files, f"{tagged!r}", cache_dir)
+    import torch
+
+    folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
+    return _url(base, "timm", tag, cfg["url"], folder, f"{tagged!r}")
+
+
+def _open_clip(family: OpenClipFamily, name: str, cache_dir, base: dict) -> WeightsSource:
+    tag, cfg = family._tag_cfg(name, base["pretrained"])
+    what = f"open_clip:{name} {tag!r}"
+    if cfg.get("hf_hub"):
+        # "org/repo/" names the repository (default files); "org/repo/file" one file in it
+        repo, filename = cfg["hf_hub"].rstrip("/"), None
+        if not cfg["hf_hub"].endswith("/"):
+            repo, filename = cfg["hf_hub"].rsplit("/", 1)
+        files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        return _hub(base, "open_clip", tag, repo, files, what, cache_dir)
+    folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
+    return _url(base, "open_clip", tag, cfg["url"], folder, what)
+
+
+def _face(family: FaceFamily, name: str, base: dict) -> WeightsSource:
+    """IR-50 reads a local file only (its release is on cloud drives, never downloaded), so
+    asking the family itself is safe and gives its own message."""
+    request = parse_pretrained(base["pretrained"])
+    kind = "file" if request.kind == "file" else "face"
+    try:
+        path = family.weights(name, base["pretrained"])
+    except ModelError as exc:
+        expected = str(default_weights_path()) if request.kind == "default" else None
+        return WeightsSource(**base, kind=kind, files=(IR50_FILE,), path=expected, problem=str(exc))
+    return WeightsSource(**base, kind=kind, files=(IR50_FILE,), path=path)
+
+
+__all__ = ["KINDS", "WeightsSource", "weights_source"]

@@ -1,0 +1,98 @@
+"""Every weights source a search space (and its seed recipes) can ask for, checked before a
+study is created so that no trial fails mid-study on a missing file.
+
+The (backbone, pretrained) pairs follow the sampler: fixed values, sampled choices and ``when``
+conditions (the enumeration of ``combinations.py``), a key absent from a trial taking
+TrialConfig's default. A seed recipe sets its backbone only where the space leaves
+``backbone`` alone, and never ``pretrained`` (presets.py): it pairs with every ``pretrained``
+the space can produce.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from ..config import TrialConfig
+from ..errors import ModelError
+from ..models.pretrained import DOWNLOAD_ENV, downloads_allowed
+from ..models.weights import WeightsSource, weights_source
+from .combinations import assignments as combinations
+from .combinations import relevant_keys, sampled_values
+from .presets import PRESETS
+from .space import SearchSpace
+
+KEYS = ("backbone", "pretrained")
+
+
+def _default(key: str) -> Any:
+    return TrialConfig.model_fields[key].default
+
+
+def space_pairs(space: SearchSpace, seed_recipes: bool = False) -> list[tuple[str, bool | str]]:
+    """Every (backbone, pretrained) a trial of this space can build, in a stable order."""
+    params = space.params
+    assignments = combinations(params, relevant_keys(params, KEYS))
+    if assignments is None:  # too many to follow the conditions: every value of each (a superset)
+        options = []
+        for key in KEYS:
+            if key in params:
+                conditional = [_default(key)] if params[key].when else []
+                options.append(sampled_values(params[key]) + conditional)
+            else:
+                options.append([space.fixed.get(key, _default(key))])
+        assignments = [dict(zip(KEYS, combo, strict=True)) for combo in itertools.product(*options)]
+    pairs: dict[tuple, tuple[str, bool | str]] = {}
+    for sampled in assignments:
+        values = {**{k: _default(k) for k in KEYS}, **space.fixed, **sampled}
+        pair = (str(values["backbone"]), values["pretrained"])
+        pairs.setdefault((pair[0], repr(pair[1])), pair)
+    if seed_recipes and "backbone" not in space.fixed and "backbone" not in params:
+        pretrained = list({repr(p): p for _, p in pairs.values()}.values())
+        for preset in PRESETS.values():
+            if "backbone" in preset:
+                for p in pretrained:
+                    pairs.setdefault((preset["backbone"], repr(p)), (preset["backbone"], p))
+    return list(pairs.values())
+
+
+def space_sources(space: SearchSpace, seed_recipes: bool = False) -> list[WeightsSource]:
+    """The weights source of every pair ``space_pairs`` gives, present or not (no download)."""
+    return [weights_source(b, p) for b, p in space_pairs(space, seed_recipes)]
+
+
+def missing_line(source: WeightsSource) -> str:
+    """One missing source in a line: what, where it is looked for, how to put it there."""
+    head = f"{source.backbone} (pretrained: {source.pretrained_text})"
+    if source.fetch and source.repo:
+        return f"{head}: {source.origin} is not in the Hugging Face cache; fetch it with `{source.fetch}`"
+    if source.fetch:
+        return f"{head}: {source.url} is not at {source.path}; fetch it with `{source.fetch}`"
+    return f"{head}: {source.problem}"
+
+
+def blocking_sources(sources: list[WeightsSource]) -> list[WeightsSource]:
+    """The sources a trial would fail on: missing or invalid, except hub and URL files that the
+    trial will fetch itself because FERSEARCH_ALLOW_DOWNLOAD=1 is set here."""
+    allowed = downloads_allowed()
+    return [s for s in sources if s.status in ("missing", "invalid") and not (allowed and s.downloadable)]
+
+
+def check_space_weights(space: SearchSpace, space_arg: str, seed_recipes: bool = False) -> None:
+    """Raise one ModelError naming every weights source the space can sample that a trial would
+    fail on, and what to do; ``space_arg``: the --space value, for the command that lists them."""
+    blocking = blocking_sources(space_sources(space, seed_recipes))
+    if not blocking:
+        return
+    recipes = " --seed-recipes" if seed_recipes else ""
+    lines = "; ".join(missing_line(s) for s in blocking)
+    raise ModelError(
+        f"space {space_arg!r} can sample {len(blocking)} pretrained weights source(s) that are not on "
+        f"this host, so its trials would fail mid-study; nothing was created. {lines}. Put the files "
+        f"in place, point pretrained at a local file (pretrained: /path/to/file), use pretrained: "
+        f"false, or set {DOWNLOAD_ENV}=1 to let trials fetch hub and URL files themselves; "
+        f"`fersearch weights list --space {space_arg}{recipes}` lists every source and its status"
+    )
+
+
+__all__ = ["blocking_sources", "check_space_weights", "missing_line", "space_pairs", "space_sources"]

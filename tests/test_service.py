@@ -174,6 +174,22 @@ def test_compose_file_shape(compose):
     assert "not-a-real-secret" not in (REPO / "docker-compose.yml").read_text()
 
 
+def test_the_worker_image_runs_its_base_torch_which_satisfies_pyproject():
+    """The image installs fersearch over the base image's torch, pinned to it: no second torch."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (REPO / "workers" / "Dockerfile").read_text()
+    torch = re.search(r"^FROM pytorch/pytorch:(\d+\.\d+\.\d+)-", dockerfile, re.M).group(1)
+    vision = re.search(r"torchvision (\d+\.\d+\.\d+)", dockerfile).group(1)  # the base's pair
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    wanted = {r.name: r.specifier for r in map(Requirement, deps)}
+    assert torch in wanted["torch"] and vision in wanted["torchvision"], (torch, vision, wanted)
+    install = next(line for line in dockerfile.splitlines() if "pip install" in line and "-e ." in line)
+    assert "-c /opt/base-torch.txt" in install, install  # the constraints file pins torch and torchvision
+
+
 @pytest.mark.postgres
 def test_compose_services_complete_a_study_and_dashboard_shows_it(compose, pg_url, tmp_path):
     s = compose["services"]

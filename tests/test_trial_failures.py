@@ -16,8 +16,11 @@ from fersearch.search.loop import MAX_FAIL_STREAK
 
 @pytest.fixture
 def study_with_weights_choice(tmp_path, tiny_data):
-    """A study whose space may use a weights file that this host does not have."""
+    """A study whose space may use a weights file that the host which created it had and this
+    worker's host does not (create refuses a space whose files are missing where it runs)."""
     missing = tmp_path / "weights" / "resnet.safetensors"
+    missing.parent.mkdir()
+    missing.write_bytes(b"")  # present for create's check, which reads no file
     space = {
         **TINY_SPACE,
         "fixed": {**TINY_SPACE["fixed"], "epochs": 1},
@@ -28,6 +31,7 @@ def study_with_weights_choice(tmp_path, tiny_data):
     url = f"journal:{tmp_path / 'study.journal'}"
     argv = ["create", "--study", "s", "--data", str(tiny_data), "--space", str(path), "--storage", url]
     assert main([*argv, "--n-trials", "4"]) == 0
+    missing.unlink()  # the worker's host does not have it
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
     )

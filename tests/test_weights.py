@@ -161,6 +161,7 @@ def test_create_refuses_a_missing_tag_and_accepts_it_once_cached(hub, tmp_path, 
     assert "test_resnet (pretrained: true)" in err and f"{TAG_REPO}/model.safetensors" in err
     assert f"`hf download {TAG_REPO} model.safetensors`" in err
     assert f"fersearch weights list --space {space}" in err and "nothing was created" in err
+    assert f"fersearch weights pull --space {space}" in err
     assert not journal.exists()  # refused before the store was touched
 
     put_in_cache(hub, TAG_REPO, "model.safetensors")

@@ -1,13 +1,17 @@
 """`fersearch weights list --space NAME|FILE [--seed-recipes]`: every weights source a study with
-that space can use, and whether each is on this host."""
+that space can use, and whether each is on this host. `fersearch weights pull` (same options,
+plus --cache DIR) fetches the missing ones: the only command that downloads."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import SeedRecipesOpt, SpaceOpt, app, lit
+from ._common import SeedRecipesOpt, SpaceOpt, app, check_output_dir, lit
 
 weights_app = typer.Typer(
     help="The pretrained weights a search space needs, and whether they are on this host.",
@@ -46,3 +50,63 @@ def list_weights(space: SpaceOpt = "default", seed_recipes: SeedRecipesOpt = Fal
     for s in sources:
         if s.status in ("missing", "invalid"):
             out.print(f"[{STATUS_STYLE[s.status]}]{s.status}[/] {lit(missing_line(s))}")
+
+
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Hugging Face cache folder to fill (default: HF_HUB_CACHE, where the loaders look); "
+        "workers read it when their HF_HUB_CACHE points there.",
+    ),
+]
+PULL_STYLE = {
+    "downloaded": "green",
+    "present": "green",
+    "not needed": "dim",
+    "unchecked": "yellow",
+    "failed": "bold red",
+    "cannot pull": "bold red",
+}
+PULL_WORD = {"present": "already present"}
+
+
+@weights_app.command("pull")
+def pull_weights(
+    space: SpaceOpt = "default", seed_recipes: SeedRecipesOpt = False, cache: CacheOpt = None
+) -> None:
+    """Download the missing weights files of every source the space can sample (Hugging Face
+    cache layout, or where timm/open_clip keep URL files), a progress bar per file, and verify
+    each by building its backbone. Files already present are skipped; exit code 2 when anything
+    is still missing at the end (IR-50's file is put in place by hand)."""
+    from ..errors import ModelError
+    from ..models.pull import pull_weights as pull
+    from ..progress import bar
+    from ..search.space import load_space
+    from ..search.weights import missing_line, space_pairs
+
+    if cache is not None:
+        check_output_dir(cache, "--cache")
+    results = pull(space_pairs(load_space(space), seed_recipes), cache_dir=cache, progress=bar)
+    out = Console()
+    for r in results:
+        s = r.source
+        head = f"{lit(s.backbone)} (pretrained: {lit(s.pretrained_text)})"
+        word = f"[{PULL_STYLE[r.outcome]}]{PULL_WORD.get(r.outcome, r.outcome)}[/]"
+        if r.outcome in ("downloaded", "present"):
+            out.print(f"{word} {head}: {lit(s.origin)} -> {lit(r.file)}")
+        elif r.outcome == "cannot pull":
+            out.print(f"{word} {lit(missing_line(s))}")
+        elif r.outcome == "failed":
+            out.print(f"{word} {head}: {lit(r.reason)}")
+    counts = {k: sum(r.outcome == k for r in results) for k in PULL_STYLE}
+    out.print(", ".join(f"{n} {PULL_WORD.get(k, k)}" for k, n in counts.items() if n) or "no sources")
+    if not counts["downloaded"] and not counts["failed"]:
+        out.print("nothing downloaded")
+    stuck = [r for r in results if not r.ok]
+    if stuck:
+        names = ", ".join(f"{r.source.backbone} (pretrained: {r.source.pretrained_text})" for r in stuck)
+        raise ModelError(
+            f"{len(stuck)} weights source(s) of space {space!r} are still not usable on this host: "
+            f"{names}; fix each as its line above says, then check with "
+            f"`fersearch weights list --space {space}`"
+        )

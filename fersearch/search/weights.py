@@ -88,9 +88,10 @@ def check_space_weights(space: SearchSpace, space_arg: str, seed_recipes: bool =
     lines = "; ".join(missing_line(s) for s in blocking)
     raise ModelError(
         f"space {space_arg!r} can sample {len(blocking)} pretrained weights source(s) that are not on "
-        f"this host, so its trials would fail mid-study; nothing was created. {lines}. Put the files "
-        f"in place, point pretrained at a local file (pretrained: /path/to/file), use pretrained: "
-        f"false, or set {DOWNLOAD_ENV}=1 to let trials fetch hub and URL files themselves; "
+        f"this host, so its trials would fail mid-study; nothing was created. {lines}. Fetch them "
+        f"with `fersearch weights pull --space {space_arg}{recipes}`, put the files in place, point "
+        f"pretrained at a local file (pretrained: /path/to/file), use pretrained: false, or set "
+        f"{DOWNLOAD_ENV}=1 to let trials fetch hub and URL files themselves; "
         f"`fersearch weights list --space {space_arg}{recipes}` lists every source and its status"
     )
 

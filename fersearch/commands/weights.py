@@ -11,7 +11,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import SeedRecipesOpt, SpaceOpt, app, check_output_dir, lit
+from ._common import SpaceOpt, app, check_output_dir, lit
+
+RecipesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--seed-recipes",
+        help="Also the backbones of the seed recipes (fersearch/search/presets.py), which a study "
+        "created with --seed-recipes runs first.",
+    ),
+]
 
 weights_app = typer.Typer(
     help="The pretrained weights a search space needs, and whether they are on this host.",
@@ -29,7 +38,7 @@ STATUS_STYLE = {
 
 
 @weights_app.command("list")
-def list_weights(space: SpaceOpt = "default", seed_recipes: SeedRecipesOpt = False) -> None:
+def list_weights(space: SpaceOpt = "default", seed_recipes: RecipesOpt = False) -> None:
     """Each (backbone, pretrained) the space can sample: its timm/open_clip tag, repository and
     file or local path, and present/missing in the local cache. Downloads nothing."""
     from ..search.space import load_space
@@ -72,7 +81,7 @@ PULL_WORD = {"present": "already present"}
 
 @weights_app.command("pull")
 def pull_weights(
-    space: SpaceOpt = "default", seed_recipes: SeedRecipesOpt = False, cache: CacheOpt = None
+    space: SpaceOpt = "default", seed_recipes: RecipesOpt = False, cache: CacheOpt = None
 ) -> None:
     """Download the missing weights files of every source the space can sample (Hugging Face
     cache layout, or where timm/open_clip keep URL files), a progress bar per file, and verify

@@ -78,6 +78,8 @@ def local_process(service: dict, pg_url: str, tmp_path: Path, **popen) -> subpro
     env["FERSEARCH_STORAGE"] = pg_url  # the compose URL names host "postgres"
     env["FERSEARCH_ARTIFACTS"] = str(tmp_path / "artifacts")
     env["FERSEARCH_LOCK_DIR"] = str(tmp_path / "locks")
+    env["HF_HUB_CACHE"] = str(tmp_path / "weights" / "hf")  # the `weights` volume
+    env["TORCH_HOME"] = str(tmp_path / "weights" / "torch")
     env["OMP_NUM_THREADS"] = "1"
     return subprocess.Popen(
         [sys.executable, "-m", "fersearch.cli", *argv[1:]],
@@ -155,6 +157,18 @@ def test_compose_file_shape(compose):
     assert "pgdata" in compose["volumes"]
     assert all(str(p).startswith("127.0.0.1:") for p in s["dashboard"]["ports"])
     assert s["create"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # the weights: pulled once into a named volume, before create checks them; read-only and
+    # offline everywhere else
+    weights = s["weights"]
+    assert shlex.split(weights["command"])[:3] == ["fersearch", "weights", "pull"]
+    assert weights["environment"]["HF_HUB_OFFLINE"] == "0" and weights["restart"] == "no"
+    assert s["create"]["depends_on"]["weights"]["condition"] == "service_completed_successfully"
+    assert "weights" in compose["volumes"]
+    for name in ("weights", "create", "workers", "dashboard"):
+        env = s[name]["environment"]
+        assert (env["HF_HUB_CACHE"], env["TORCH_HOME"]) == ("/weights/hf", "/weights/torch"), name
+        mounts = [v for v in s[name]["volumes"] if str(v).startswith("weights:/weights")]
+        assert mounts == ["weights:/weights:" + ("rw" if name == "weights" else "ro")], (name, mounts)
     workers = s["workers"]
     assert workers["depends_on"]["create"]["condition"] == "service_completed_successfully"
     assert workers["restart"] == "on-failure"
@@ -193,8 +207,12 @@ def test_the_worker_image_runs_its_base_torch_which_satisfies_pyproject():
 @pytest.mark.postgres
 def test_compose_services_complete_a_study_and_dashboard_shows_it(compose, pg_url, tmp_path):
     s = compose["services"]
-    # create: one-shot and idempotent (compose may run it again on every `up`)
+    # weights, then create: one-shot and idempotent (compose may run them again on every `up`)
     for _ in range(2):
+        p = local_process(s["weights"], pg_url, tmp_path)
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert "nothing downloaded" in out + err  # the tests' space trains from scratch
         p = local_process(s["create"], pg_url, tmp_path)
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err

@@ -79,9 +79,34 @@ def local_weights_file(path: Path) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class Remote:
+    """A published weights file as a family names it: candidate ``files`` in a hub ``repo``
+    (looked up in ``cache_dir``, else HF_HUB_CACHE), or a ``url`` cached by name in ``folder``.
+    ``what`` names it in messages. Building fetches it (``fetch``); ``fersearch weights`` lists
+    and pulls the same thing."""
+
+    what: str
+    tag: str | None
+    repo: str | None = None
+    files: tuple[str, ...] = ()
+    cache_dir: str | None = None
+    url: str | None = None
+    folder: Path | None = None
+
+    def fetch(self) -> str:
+        if self.repo:
+            return hub_file(self.repo, list(self.files), what=self.what, cache_dir=self.cache_dir)
+        return url_file(self.url, self.folder, what=self.what)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE, read when asked (huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
 def downloads_allowed() -> bool:
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    return os.environ.get(DOWNLOAD_ENV) == "1" and not offline
+    return os.environ.get(DOWNLOAD_ENV) == "1" and not hub_offline()
 
 
 def cached_hub_file(repo_id: str, filenames: list[str], cache_dir: str | None = None) -> str | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import ModelError
 from .backbones import create_backbone
-from .pretrained import DOWNLOAD_ENV, parse_pretrained
+from .pretrained import DOWNLOAD_ENV, hub_offline, parse_pretrained
 from .weights import WeightsSource, weights_source
 
 # progress(label) -> a context manager yielding update(done_bytes, total_bytes); progress.bar fits
@@ -115,8 +115,7 @@ def _pull_one(backbone: str, pretrained: bool | str, progress: Progress | None) 
 def _offline() -> bool:
     import huggingface_hub.constants as hf
 
-    flag = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    return flag or hf.HF_HUB_OFFLINE
+    return hub_offline() or hf.HF_HUB_OFFLINE  # the variable now, or as the hub read it at import
 
 
 def _hub_download(source: WeightsSource, cache_dir: str | None, progress: Progress | None) -> str:

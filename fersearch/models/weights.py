@@ -5,21 +5,21 @@ IR-50's checkpoint path) and the local caches alone: no model is built and nothi
 network, whatever ``FERSEARCH_ALLOW_DOWNLOAD`` says. ``fersearch weights list`` prints these, and
 ``create`` refuses a space whose trials would fail on a missing file.
 
-The file names and cache folders mirror what each family's ``weights()`` reads when it builds
-(``backbones/timm.py``, ``backbones/clip.py``, ``backbones/ir50.py``).
+The file names and cache folders are the families' own: ``remote()`` on the timm and open_clip
+families names the file their ``weights()`` fetches when building; IR-50 is asked directly.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import ModelError
-from .backbones import _split
+from .backbones import backbone_family
 from .backbones.clip import OpenClipFamily
 from .backbones.ir50 import IR50_FILE, FaceFamily, default_weights_path
 from .backbones.timm import TimmFamily
 from .pretrained import (
+    Remote,
     cached_hub_file,
     hub_fetch_command,
     missing_hub_message,
@@ -82,82 +82,48 @@ def weights_source(backbone: str, pretrained: bool | str) -> WeightsSource:
     if request.kind == "none":
         return WeightsSource(**base, kind="none")
     try:
-        family, name = _split(backbone)
-        family.validate(name)
+        family, name = backbone_family(backbone)
         if isinstance(family, FaceFamily):
             return _face(family, name, base)
         if request.kind == "file":
             return WeightsSource(**base, kind="file", path=request.value)
-        cache_dir = request.value if request.kind == "cache_dir" else None
         if isinstance(family, TimmFamily):
-            return _timm(family, name, request, cache_dir, base)
+            return _published(base, "timm", family.remote(name, request)[1])
         if isinstance(family, OpenClipFamily):
-            return _open_clip(family, name, cache_dir, base)
+            return _published(base, "open_clip", family.remote(name, pretrained)[0])
     except ModelError as exc:  # unknown backbone or tag: the message building would give
         return WeightsSource(**base, kind="invalid", problem=str(exc))
     return WeightsSource(**base, kind="other")
 
 
-def _hub(base: dict, kind: str, tag, repo: str, files: list[str], what: str, cache_dir) -> WeightsSource:
-    hit = cached_hub_file(repo, files, cache_dir)
-    missing = hit is None
-    return WeightsSource(
-        **base,
-        kind=kind,
-        tag=tag,
-        repo=repo,
-        files=tuple(files),
-        path=hit,
-        problem=missing_hub_message(repo, files, what, cache_dir) if missing else None,
-        fetch=hub_fetch_command(repo, files[0], cache_dir) if missing else None,
-    )
-
-
-def _url(base: dict, kind: str, tag, url: str, folder: Path, what: str) -> WeightsSource:
-    target = url_target(url, folder)
+def _published(base: dict, kind: str, remote: Remote) -> WeightsSource:
+    """A hub or URL file, as the family names it for building (``remote()``), and where it is."""
+    if remote.repo:
+        hit = cached_hub_file(remote.repo, list(remote.files), remote.cache_dir)
+        missing = hit is None
+        return WeightsSource(
+            **base,
+            kind=kind,
+            tag=remote.tag,
+            repo=remote.repo,
+            files=remote.files,
+            path=hit,
+            problem=missing_hub_message(remote.repo, list(remote.files), remote.what, remote.cache_dir)
+            if missing
+            else None,
+            fetch=hub_fetch_command(remote.repo, remote.files[0], remote.cache_dir) if missing else None,
+        )
+    target = url_target(remote.url, remote.folder)
     missing = not target.is_file()
     return WeightsSource(
         **base,
         kind=kind,
-        tag=tag,
-        url=url,
+        tag=remote.tag,
+        url=remote.url,
         path=str(target),
-        problem=missing_url_message(url, target, what) if missing else None,
-        fetch=f"curl -L --create-dirs -o {target} {url}" if missing else None,
+        problem=missing_url_message(remote.url, target, remote.what) if missing else None,
+        fetch=f"curl -L --create-dirs -o {target} {remote.url}" if missing else None,
     )
-
-
-def _timm(family: TimmFamily, name: str, request, cache_dir, base: dict) -> WeightsSource:
-    from timm.models import split_model_name_tag
-
-    cfg = family._pretrained_cfg(name, request.value if request.kind == "tag" else None)
-    if not cfg or not (cfg.get("hf_hub_id") or cfg.get("url")):
-        raise ModelError(f"timm publishes no pretrained weights for {name!r}; use pretrained: false")
-    tag = cfg.get("tag")
-    arch = split_model_name_tag(name)[0]
-    tagged = f"{arch}.{tag}" if tag else arch
-    if cfg.get("hf_hub_id"):
-        files = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else []
-        files = files or ["model.safetensors", "pytorch_model.bin"]
-        return _hub(base, "timm", tag, cfg["hf_hub_id"], files, f"{tagged!r}", cache_dir)
-    import torch
-
-    folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
-    return _url(base, "timm", tag, cfg["url"], folder, f"{tagged!r}")
-
-
-def _open_clip(family: OpenClipFamily, name: str, cache_dir, base: dict) -> WeightsSource:
-    tag, cfg = family._tag_cfg(name, base["pretrained"])
-    what = f"open_clip:{name} {tag!r}"
-    if cfg.get("hf_hub"):
-        # "org/repo/" names the repository (default files); "org/repo/file" one file in it
-        repo, filename = cfg["hf_hub"].rstrip("/"), None
-        if not cfg["hf_hub"].endswith("/"):
-            repo, filename = cfg["hf_hub"].rsplit("/", 1)
-        files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        return _hub(base, "open_clip", tag, repo, files, what, cache_dir)
-    folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
-    return _url(base, "open_clip", tag, cfg["url"], folder, what)
 
 
 def _face(family: FaceFamily, name: str, base: dict) -> WeightsSource:

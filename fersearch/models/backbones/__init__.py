@@ -106,6 +106,11 @@ def validate_backbone(name: str) -> None:
     _validated(name)
 
 
+def backbone_family(name: str):
+    """(the family that builds ``name``, the name within it), validated."""
+    return _validated(name)
+
+
 def check_backbone(name: str, multi_scale: bool = False, keep_text: bool = False) -> None:
     """Raise the ModelError building this backbone with these options would raise, without
     building it."""
@@ -142,6 +147,7 @@ def create_backbone(
 __all__ = [
     "Backbone",
     "FeatureMaps",
+    "backbone_family",
     "backbone_preprocess",
     "backbone_width",
     "check_backbone",

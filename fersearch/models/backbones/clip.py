@@ -22,7 +22,7 @@ from open_clip.transform import PreprocessCfg
 from torch import nn
 
 from ...errors import ModelError
-from ..pretrained import hub_file, parse_pretrained, url_file
+from ..pretrained import Remote, parse_pretrained
 from .base import Backbone, FeatureMaps
 
 open_clip.add_model_config(Path(__file__).resolve().parents[1] / "clip_configs")
@@ -84,17 +84,25 @@ class OpenClipFamily:
             return None, {}
         if request.kind == "file":
             return request.value, {}
+        remote, cfg = self.remote(name, pretrained)
+        return remote.fetch(), cfg
+
+    def remote(self, name: str, pretrained) -> tuple[Remote, dict]:
+        """(the published file a tag or default ``pretrained`` reads, its open_clip pretrained
+        cfg); nothing is read or fetched."""
+        request = parse_pretrained(pretrained)
         tag, cfg = self._tag_cfg(name, pretrained)
         what = f"open_clip:{name} {tag!r}"
         cache_dir = request.value if request.kind == "cache_dir" else None
         if cfg.get("hf_hub"):
+            # "org/repo/" names the repository (default files); "org/repo/file" one file in it
             repo, filename = cfg["hf_hub"].rstrip("/"), None
             if not cfg["hf_hub"].endswith("/"):
                 repo, filename = cfg["hf_hub"].rsplit("/", 1)
             files = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            return hub_file(repo, files, what=what, cache_dir=cache_dir), cfg
-        clip_cache = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
-        return url_file(cfg["url"], clip_cache, what=what), cfg
+            return Remote(what, tag, repo, tuple(files), cache_dir), cfg
+        folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "clip"
+        return Remote(what, tag, url=cfg["url"], folder=folder), cfg
 
     def check(self, name: str, multi_scale: bool, keep_text: bool) -> None:
         """The ModelError ``create`` would raise for these options, found from the model's

@@ -19,7 +19,7 @@ from timm.layers import LayerNorm2d
 from timm.models import get_pretrained_cfg, group_parameters, split_model_name_tag
 
 from ...errors import ModelError
-from ..pretrained import hub_file, parse_pretrained, url_file
+from ..pretrained import Remote, WeightsRequest, parse_pretrained
 from .base import Backbone, FeatureMaps, needs_text_tower
 
 
@@ -100,22 +100,29 @@ class TimmFamily:
     def weights(self, name: str, pretrained: bool | str) -> tuple[str, str | None]:
         """(timm name with the tag to build, local weights file or None for random init)."""
         request = parse_pretrained(pretrained)
-        arch, own_tag = split_model_name_tag(name)
         if request.kind == "none":
             return name, None
         if request.kind == "file":
             return name, request.value
+        tagged, remote = self.remote(name, request)
+        return tagged, remote.fetch()
+
+    def remote(self, name: str, request: WeightsRequest) -> tuple[str, Remote]:
+        """(timm name with the tag, the published file a tag or default ``request`` reads);
+        nothing is read or fetched."""
+        arch, _ = split_model_name_tag(name)
         cfg = self._pretrained_cfg(name, request.value if request.kind == "tag" else None)
         if not cfg or not (cfg.get("hf_hub_id") or cfg.get("url")):
             raise ModelError(f"timm publishes no pretrained weights for {name!r}; use pretrained: false")
         tagged = f"{arch}.{cfg['tag']}" if cfg.get("tag") else arch
         cache_dir = request.value if request.kind == "cache_dir" else None
+        what = f"{tagged!r}"
         if cfg.get("hf_hub_id"):
             files = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else []
             files = files or ["model.safetensors", "pytorch_model.bin"]
-            return tagged, hub_file(cfg["hf_hub_id"], files, what=f"{tagged!r}", cache_dir=cache_dir)
-        hub_dir = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
-        return tagged, url_file(cfg["url"], hub_dir, what=f"{tagged!r}")
+            return tagged, Remote(what, cfg.get("tag"), cfg["hf_hub_id"], tuple(files), cache_dir)
+        folder = Path(cache_dir) if cache_dir else Path(torch.hub.get_dir()) / "checkpoints"
+        return tagged, Remote(what, cfg.get("tag"), url=cfg["url"], folder=folder)
 
     def check(self, name: str, multi_scale: bool, keep_text: bool) -> None:
         """The ModelError building a model with these options would raise (cheap: no weights)."""

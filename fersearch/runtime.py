@@ -16,7 +16,8 @@ def to_input(images: torch.Tensor, mean, std) -> torch.Tensor:
 
 def channel_stat(values, x: torch.Tensor) -> torch.Tensor:
     """A per-RGB statistic as a (1, C, 1, 1) tensor for x's C = 3V channels."""
-    t = torch.as_tensor(values, device=x.device, dtype=x.dtype)
+    # built on the host, copied without waiting for the device
+    t = torch.as_tensor(values, dtype=x.dtype).to(x.device, non_blocking=True)
     return t.repeat(x.shape[1] // 3).view(1, -1, 1, 1)
 
 

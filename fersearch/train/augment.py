@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import BASIC
+from ..runtime import channel_stat
 
 
 def flip_and_shift(
@@ -25,7 +26,7 @@ def flip_and_shift(
     theta[:, 1, 1] = 1.0
     # affine_grid works in [-1, 1] coordinates: a shift of s * side is 2 * s.
     theta[:, :, 2] = (torch.rand(b, 2, generator=generator) * 2 - 1) * 2 * max_shift
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype, non_blocking=True), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -51,9 +52,10 @@ def basic_on_device(
     jitter = (u[:, 0] < min(1.0, r.jitter_p * s)).float()
 
     def factor(col: int, amount: float) -> torch.Tensor:  # 1 +- amount*s where jitter applies
-        return (1 + (u[:, col] * 2 - 1) * amount * s * jitter).to(x.device).view(b, 1, 1, 1, 1)
+        f = 1 + (u[:, col] * 2 - 1) * amount * s * jitter
+        return f.to(x.device, non_blocking=True).view(b, 1, 1, 1, 1)
 
-    gray = _GRAY.to(x.device).view(1, 1, 3, 1, 1)
+    gray = _GRAY.to(x.device, non_blocking=True).view(1, 1, 3, 1, 1)
     x = x * factor(1, r.brightness)
     mean_gray = (x * gray).sum(2, keepdim=True).mean((3, 4), keepdim=True)
     x = (x - mean_gray) * factor(2, r.contrast) + mean_gray
@@ -63,12 +65,10 @@ def basic_on_device(
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(b, 3, 3)
     rot[:, 0, 0], rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = 1, cos, -sin, sin, cos
-    hue = (torch.linalg.inv(_YIQ) @ rot @ _YIQ).to(x.device)  # (B, 3, 3)
+    hue = (torch.linalg.inv(_YIQ) @ rot @ _YIQ).to(x.device, non_blocking=True)  # (B, 3, 3)
     x = torch.einsum("bij,bvjhw->bvihw", hue, x).clamp_(0, 1)
 
-    x = (x - torch.as_tensor(mean, device=x.device).view(1, 1, 3, 1, 1)) / torch.as_tensor(
-        std, device=x.device
-    ).view(1, 1, 3, 1, 1)
+    x = (x - channel_stat(mean, x[:, 0]).unsqueeze(1)) / channel_stat(std, x[:, 0]).unsqueeze(1)
     x = x.flatten(1, 2)  # (B, 3V, H, W)
 
     warp = (u[:, 5] < min(1.0, r.affine_p * s)).float()
@@ -81,5 +81,5 @@ def basic_on_device(
     theta[:, 1, 0], theta[:, 1, 1] = -torch.sin(rad) / zoom, torch.cos(rad) / zoom
     theta[:, 0, 2] = (u[:, 8] * 2 - 1) * r.shift * s * 2 * warp  # [-1, 1] coordinates: a side is 2
     theta[:, 1, 2] = (u[:, 9] * 2 - 1) * r.shift * s * 2 * warp
-    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device, x.dtype, non_blocking=True), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)

@@ -15,6 +15,7 @@ either, producing the same weights as an uninterrupted run on the CPU.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,11 @@ from .mixing import mix_batch
 from .optim import SAM
 from .schedule import set_lr
 from .state import FitResult, TrainState
+
+# Reading a loss on the host waits for the device: on an accelerator the losses stay there and are
+# read (and checked for NaN/Inf) once per this many steps, at the epoch's end and before a stop's
+# checkpoint; on the CPU, where reading costs nothing, every step.
+DEVICE_LOSS_CHECK_STEPS = 32
 
 
 class TrainingDiverged(RuntimeError):
@@ -81,19 +87,25 @@ def get_batch(
     else:
         x = to_input(images, preprocess["mean"], preprocess["std"])
         x = flip_and_shift(x, config.hflip, min(0.49, config.max_shift * aug_scale), generator)
-    labels = torch.from_numpy(train.labels[idx.numpy()]).to(device)
+    labels = torch.from_numpy(train.labels[idx.numpy()]).to(device, non_blocking=True)
     au = getattr(train, "au", None)  # (N, A) float in [0, 1], NaN = unlabelled; optional
-    au = torch.from_numpy(np.asarray(au)[idx.numpy()]).float().to(device) if au is not None else None
+    au = _rows_to(au, idx.numpy(), device)
     return x, labels, au
+
+
+def _rows_to(au, rows, device: torch.device) -> torch.Tensor | None:
+    """AU target rows as float on ``device``, copied without waiting for the device."""
+    if au is None:
+        return None
+    return torch.from_numpy(np.asarray(au)[np.asarray(rows)]).float().to(device, non_blocking=True)
 
 
 def loader_batch(batch, train: SplitArrays, preprocess: dict, device: torch.device):
     """A (uint8 images, labels, indices) batch from the data loader -> what get_batch returns."""
     images, labels, idx = batch
     x = to_input(images.to(device, non_blocking=True), preprocess["mean"], preprocess["std"])
-    au = getattr(train, "au", None)
-    au = torch.from_numpy(np.asarray(au)[np.asarray(idx)]).float().to(device) if au is not None else None
-    return x, labels.to(device), au
+    au = _rows_to(getattr(train, "au", None), idx, device)
+    return x, labels.to(device, non_blocking=True), au
 
 
 @dataclass
@@ -109,6 +121,7 @@ class _Run:
     use_context: bool
     log_prior: torch.Tensor
     swa_epoch: int  # SWA averages from this epoch on (the epoch count: never)
+    check_every: int  # steps between reads of the loss on the host (DEVICE_LOSS_CHECK_STEPS)
     teacher: Teacher | None  # distillation from a finished model (config.teacher)
     self_teacher: Teacher | None  # self-distillation from the EMA weights
     distill_epoch: int  # self-distillation starts at this epoch
@@ -207,6 +220,7 @@ def _setup(config, train, num_classes, pre, device, st: TrainState) -> _Run:
         batch_size=min(config.batch_size, len(train.labels)),
         use_context=config.fusion != "none",
         log_prior=torch.log(prior).to(device),
+        check_every=1 if device.type == "cpu" else DEVICE_LOSS_CHECK_STEPS,
         swa_epoch=epoch_at(config.swa_start, E) if st.swa else E,
         teacher=load_teacher(config.teacher, num_classes).to(device) if config.teacher else None,
         self_teacher=Teacher([(st.ema.module, pre)]) if (self_distill and st.ema is not None) else None,
@@ -242,9 +256,11 @@ def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, lo
         aug = strength_at(config, epoch, [p.aug for p in run.plan])
     st.model.train()
     batches = _batches(run, st, train, loader, epoch, order, first_step, steps, aug)
+    losses = _Losses(epoch, loss_sum, first_step)
     for step in range(first_step, steps):
         if stop is not None and stop():
-            raise TrainingInterrupted(save(INTERRUPTED, epoch, step, loss_sum), epoch, step)
+            losses.check()  # never checkpoint weights a NaN step has reached
+            raise TrainingInterrupted(save(INTERRUPTED, epoch, step, losses.total), epoch, step)
         factor = st.schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
         set_lr(st.optimizer, factor, config.swa_lr)
         x, labels, au = next(batches)
@@ -261,15 +277,39 @@ def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, lo
         def loss_fn() -> torch.Tensor:
             return _loss(run, st.model, x, y, au, class_weights, stage.tau, teacher_probs)
 
-        loss = _optimizer_step(st, config, loss_fn)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} step {step}")
-        loss_sum += loss.item()
+        losses.add(_optimizer_step(st, config, loss_fn, skip_nonfinite=run.check_every == 1))
+        if len(losses.pending) >= run.check_every:
+            losses.check()
         if on_batch is not None:
             on_batch(step + 1, steps)
+    losses.check()
     if st.swa is not None and in_swa:
         st.swa.update(st.model)
-    return steps, loss_sum
+    return steps, losses.total
+
+
+class _Losses:
+    """The epoch's loss sum. Step losses wait on the device until ``check`` reads them all at
+    once: a non-finite one raises TrainingDiverged naming its step; the rest join ``total``
+    (a float64 sum in step order, as the host would add them one by one)."""
+
+    def __init__(self, epoch: int, total: float, first_step: int):
+        self.epoch, self.total, self.next_step = epoch, total, first_step
+        self.pending: list[torch.Tensor] = []
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.pending.append(loss.detach())
+
+    def check(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).double().cpu().tolist()  # the one wait for the device
+        for i, value in enumerate(values):
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"loss became {value} at epoch {self.epoch} step {self.next_step + i}")
+            self.total += value
+        self.next_step += len(values)
+        self.pending.clear()
 
 
 def _loss(run: _Run, model, x, labels_soft, au, class_weights, tau, teacher_probs) -> torch.Tensor:
@@ -289,12 +329,16 @@ def _loss(run: _Run, model, x, labels_soft, au, class_weights, tau, teacher_prob
     return task
 
 
-def _optimizer_step(st: TrainState, config: TrialConfig, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+def _optimizer_step(
+    st: TrainState, config: TrialConfig, loss_fn: Callable[[], torch.Tensor], skip_nonfinite: bool = True
+) -> torch.Tensor:
     """One optimiser step (SAM: two passes, the second at the sharpest nearby point), then the
-    EMA. Returns the first pass's loss; a non-finite loss is returned before any update."""
+    EMA. Returns the first pass's loss. ``skip_nonfinite``: a non-finite loss is returned before
+    any update (a read of the loss: on an accelerator the caller checks a stretch of steps at
+    once instead, and the diverged trial's weights are thrown away)."""
     optimizer = st.optimizer
     loss = loss_fn()
-    if not torch.isfinite(loss):
+    if skip_nonfinite and not torch.isfinite(loss):
         return loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -27,7 +27,7 @@ def mixup(
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """x: (B, C, H, W). Each sample becomes lam*x + (1-lam)*x[perm], lam ~ Beta(alpha, alpha)."""
     lam = _beta(alpha, generator)
-    perm = torch.randperm(x.shape[0], generator=generator).to(x.device)
+    perm = torch.randperm(x.shape[0], generator=generator).to(x.device, non_blocking=True)
     return lam * x + (1 - lam) * x[perm], [lam * t + (1 - lam) * t[perm] for t in targets]
 
 
@@ -37,7 +37,7 @@ def cutmix(
     """Paste one random box from x[perm] into every image; targets weighted by the kept area."""
     b, _, h, w = x.shape
     lam = _beta(alpha, generator)
-    perm = torch.randperm(b, generator=generator).to(x.device)
+    perm = torch.randperm(b, generator=generator).to(x.device, non_blocking=True)
     # Box of area (1 - lam) * H * W centred anywhere, clipped at the border (as in the paper).
     cut = (1.0 - lam) ** 0.5
     ch, cw = int(h * cut), int(w * cut)

@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean wheelhouse
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format fersearch tests bench
 	$(VENV)/bin/ruff check --fix fersearch tests bench
+
+# Wheels of what the GPU check's machine lacks (it reaches no registry), carried there as .whl;
+# see bench/wheelhouse.py and BENCHMARKS.md's GPU section.
+wheelhouse: $(STAMP)
+	$(PY) bench/wheelhouse.py --out .whl
 
 clean:
 	rm -rf $(VENV) .fersearch fersearch-demo

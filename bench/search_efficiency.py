@@ -98,6 +98,8 @@ REFERENCE = "random"  # "epochs to reach" is measured against this arm's final b
 # (Not test_convnext: finalize cannot save ConvNeXt members yet, their head norm shares memory.)
 CPU_BACKBONES = ("test_efficientnet", "test_resnet")
 CPU_FIXED = {
+    # The tiny test backbones have no published weights: from scratch, whatever the space says.
+    "pretrained": False,
     # The seed recipes' oversample_per_class (8,000) is sized for RAF-DB's 12,271 images; on a
     # 1,000-image set it would make one "epoch" fifty times longer. None = the largest class.
     "oversample_per_class": None,

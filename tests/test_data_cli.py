@@ -46,7 +46,7 @@ def test_study_data_options_fold_crop_and_frames(tiny_data, tmp_path, capsys):
     from fersearch.search.study import load_study
 
     storage = str(tmp_path / "journal.log")
-    argv = ["create", "--study", "f", "--data", str(tiny_data), "--storage", storage]
+    argv = ["create", "--study", "f", "--data", str(tiny_data), "--space", "scratch", "--storage", storage]
     argv += ["--folds", "4", "--fold", "2"]
     assert main(argv) == 0
     cfg = load_study("f", storage)[1].data

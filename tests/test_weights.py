@@ -145,8 +145,40 @@ def test_space_pairs_follow_when_conditions_and_seed_recipes():
 
 
 def test_pretrained_false_spaces_pass_the_check(hub, tiny_space):
-    for space in ("demo", "default", tiny_space):
+    for space in ("demo", "scratch", tiny_space):
         check_space_weights(load_space(space), str(space), seed_recipes=True)
+
+
+def test_default_space_is_pretrained_imagenet_checkpoints_named_by_timm_tag(hub, no_builds):
+    """Every backbone the default space samples reads a published ImageNet checkpoint named by
+    its timm tag; the backbone gets its own (fine-tuning) learning rate."""
+    space = load_space("default")
+    assert space.fixed["pretrained"] is True
+    assert "lr_backbone" in space.params and "lr" in space.params
+    choices = space.params["backbone"].choices
+    sources = [weights_source(b, True) for b in choices]
+    assert len(sources) == 5
+    for choice, s in zip(choices, sources):
+        assert s.kind == "timm" and s.status == "missing" and s.repo == f"timm/{choice}"  # its own tag
+        assert s.tag.endswith("in1k")  # ImageNet-1k weights (some pretrained on 22k first)
+    assert {s.repo.split("/")[1].split(".")[0] for s in sources} >= {
+        "resnet50",
+        "convnext_tiny",
+        "efficientnet_b0",
+    }
+    assert any(r.startswith(("timm/swin", "timm/vit")) for r in (s.repo for s in sources))
+
+
+def test_create_with_the_default_space_needs_its_weights_pulled_first(hub, tmp_path, tiny_data, capsys):
+    journal = tmp_path / "study.journal"
+    create = ["create", "--study", "s", "--data", str(tiny_data), "--storage", f"journal:{journal}"]
+    assert main(create) == 2  # --space default is the default
+    err = capsys.readouterr().err
+    assert "fersearch weights pull --space default" in err and "resnet50.a1_in1k" in err
+    assert not journal.exists()  # refused before any study exists
+    for choice in load_space("default").params["backbone"].choices:
+        put_in_cache(hub, weights_source(choice, True).repo, "model.safetensors")
+    check_space_weights(load_space("default"), "default")  # nothing missing now: no error
 
 
 def test_create_refuses_a_missing_tag_and_accepts_it_once_cached(hub, tmp_path, tiny_data, capsys):

@@ -59,6 +59,25 @@ def test_hugging_face_cache_directory(tmp_path, cfg, no_network):
     _assert_same(model.backbone.model, source)
 
 
+def test_default_space_backbone_loads_its_tagged_checkpoint_from_the_cache(
+    tmp_path, cfg, no_network, monkeypatch
+):
+    """``backbone: efficientnet_b0.ra_in1k`` with ``pretrained: true`` (the default space's way
+    of naming a checkpoint) reads timm/efficientnet_b0.ra_in1k from the Hugging Face cache."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    source = timm.create_model("efficientnet_b0", num_classes=1000)  # as published: with its classifier
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--timm--efficientnet_b0.ra_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    (repo / "snapshots" / sha).mkdir(parents=True)
+    _save(source, repo / "snapshots" / sha / "model.safetensors")
+    model = create_model(cfg(backbone="efficientnet_b0.ra_in1k", pretrained=True, image_size=224), 7)
+    torch.testing.assert_close(model.backbone.model.conv_stem.weight, source.conv_stem.weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.backbone.model.conv_head.weight, source.conv_head.weight, rtol=0, atol=0)
+
+
 def test_missing_pretrained_tag_offline_is_one_clear_fast_error(tmp_path, cfg, no_network, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
     t0 = time.perf_counter()

@@ -76,7 +76,7 @@ def search_png(search: dict, chance: float | None) -> bytes:
     return _png(fig)
 
 
-def per_class_png(per_class: dict) -> bytes:
+def per_class_png(per_class: dict, split: str = "test") -> bytes:
     plt = _plt()
     names = list(per_class)
     x = np.arange(len(names))
@@ -90,8 +90,8 @@ def per_class_png(per_class: dict) -> bytes:
         ax.bar(x + off, vals, width=0.27, label=key, color=color)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("test score")
-    ax.set_title("per-class precision, recall and F1 (test)", fontsize=9)
+    ax.set_ylabel(f"{split} score")
+    ax.set_title(f"per-class precision, recall and F1 ({split})", fontsize=9)
     ax.legend(ncols=3, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -4,7 +4,7 @@ together; importing this package registers them all:
     search.py     search (one process: create + worker), worker
     service.py    create, status, dashboard, storage-proxy (a study run as a service)
     data.py       data inspect, data prepare
-    finalize.py, predict.py, explain.py, export_onnx.py, demo.py, synth.py    one verb each
+    finalize.py, evaluate.py, predict.py, explain.py, export_onnx.py, demo.py, synth.py    one verb each
     weights.py    weights list (the pretrained files a space needs, present or missing)
 
 A verb's function parses its arguments and calls the library, nothing else. To add one: an
@@ -12,7 +12,7 @@ A verb's function parses its arguments and calls the library, nothing else. To a
 """
 
 # The imports register the verbs.
-from . import data, demo, explain, export_onnx, finalize, predict, search, service, synth, weights  # noqa: F401
+from . import data, demo, evaluate, explain, export_onnx, finalize, predict, search, service, synth, weights  # noqa: F401
 from ._common import app
 
 __all__ = ["app"]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .vocabulary import canonical_names
+
 # A face box in source-image pixels: (x, y, width, height).
 Box = tuple[float, float, float, float]
 
@@ -55,6 +57,12 @@ class Manifest:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def canonical_names(self) -> tuple[str, ...]:
+        """The classes by meaning (data/vocabulary.py), in label order: FER2013's "Angry" is
+        Anger; ``class_names`` keeps the dataset's own spelling for display."""
+        return canonical_names(self.class_names)
 
     def counts(self, split: str) -> list[int]:
         out = [0] * self.num_classes

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, describe_validation_error
+from ..data.vocabulary import canonical_names
 from ..errors import ModelError
 from .tta import VIEW_SETS
 
@@ -77,6 +78,9 @@ class Manifest(_Checked):
     format: Literal["fersearch-ensemble"]
     format_version: int = Field(ge=1, le=FORMAT_VERSION)
     class_names: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # The classes by meaning (data/vocabulary.py), in output order; absent from ensembles exported
+    # before it was recorded, which derive it from class_names (canonical_class_names).
+    canonical_names: list[Annotated[str, Field(min_length=1)]] | None = None
     weights: list[Annotated[float, Field(ge=0)]]
     tta: _Tta
     calibration: _Calibration
@@ -88,6 +92,12 @@ class Manifest(_Checked):
         k, m = len(self.class_names), len(self.members)
         if len(set(self.class_names)) != k:
             raise ValueError(f"class_names repeat a name: {self.class_names}")
+        if self.canonical_names is not None and (
+            len(self.canonical_names) != k or len(set(self.canonical_names)) != k
+        ):
+            raise ValueError(
+                f"canonical_names must be {k} distinct names, one per class (got {self.canonical_names})"
+            )
         if len(self.weights) != m or not sum(self.weights) > 0:
             raise ValueError(f"weights must be {m} non-negative numbers, not all 0 (got {self.weights})")
         if len(self.calibration.bias) != k:
@@ -138,3 +148,17 @@ def read_manifest(path: Path) -> dict:
         if (path / name).resolve().parent != root:  # a symbolic link out of the folder
             raise ModelError(f"{mpath}: {name!r} leads outside {str(path)!r}; {fix}")
     return manifest
+
+
+def canonical_class_names(manifest: dict) -> list[str]:
+    """The ensemble's classes by meaning, in output order. An ensemble exported before they were
+    recorded derives them from its class names by the rule the dataset readers use."""
+    if manifest.get("canonical_names"):
+        return list(manifest["canonical_names"])
+    try:
+        return list(canonical_names(manifest["class_names"]))
+    except ValueError as exc:
+        raise ModelError(
+            f"the ensemble's manifest has no canonical_names and its class_names cannot stand for them "
+            f'({exc}); add a "canonical_names" list to its {MANIFEST}, one name per class in order'
+        ) from None

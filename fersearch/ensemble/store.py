@@ -23,10 +23,11 @@ from PIL import Image
 
 from .. import __version__
 from ..config import build_config
+from ..data.vocabulary import canonical_names
 from ..errors import ConfigError, InvalidArgument, ModelError
 from ..models import FERModel, create_model
 from ..version import code_version
-from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, read_manifest
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, canonical_class_names, read_manifest
 from .onnx import onnx_runners
 from .probs import apply_bias, combine
 from .runners import TorchRunner, check_backend
@@ -76,6 +77,7 @@ def save_ensemble(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "class_names": list(class_names),
+        "canonical_names": list(canonical_names(class_names)),  # how evaluate matches other datasets
         "combine": "weighted mean over members of each member's softmax averaged over the TTA views; "
         "then softmax(log p + calibration.bias)",
         "weights": [e["weight"] for e in entries],
@@ -112,6 +114,11 @@ class Ensemble:
         self.views = views_of(self.view_set)
         self.runners = runners if runners is not None else [TorchRunner(m) for m in models]
         self.backend = "torch" if runners is None else "onnxruntime"
+
+    @property
+    def canonical_names(self) -> list[str]:
+        """The classes by meaning (data/vocabulary.py), in output order."""
+        return canonical_class_names(self.manifest)
 
     @property
     def sizes(self) -> list[int]:

@@ -608,15 +608,15 @@ def _search_section(r: dict, figures: dict[str, bytes]) -> dict | None:
     }
 
 
-@lru_cache(maxsize=1)
-def _template():
+@lru_cache(maxsize=2)
+def _template(name: str = "report.html"):
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("fersearch.finalize", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,  # a key the report lacks is an error, not a blank
         keep_trailing_newline=True,
     )
-    return env.get_template("report.html")
+    return env.get_template(name)  # report.html, or evaluate's evaluate.html
 
 
 def render_html(r: dict, figures: dict[str, bytes]) -> str:

@@ -17,6 +17,7 @@ from ...errors import DataError
 from ...registry import Registry
 from ..imageio import source_file
 from ..manifest import Manifest
+from ..vocabulary import canonical_names
 from . import affectnet, caers, fer2013, ferplus, imagefolder, raer, rafce, rafdb, rafdb_compound
 
 log = logging.getLogger(__name__)
@@ -90,17 +91,34 @@ def read_dataset(root: str | Path, format: str = "auto") -> Manifest:
     if not root.is_dir():
         raise DataError(f"data path {str(root)!r} is a file, not a directory")
     if format != "auto":
-        return _confined(get_format(format).read(root))
+        return _checked(get_format(format).read(root))
     name = detect_format(root)
     if name is not None:
         log.info("%s: detected the %s layout (%s)", root, name, _FORMATS.get(name).description)
-        return _confined(_FORMATS.get(name).read(root))
+        return _checked(_FORMATS.get(name).read(root))
     seen = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:12]
     supported = "; ".join(f"{f.name}: {f.description}" for f in _FORMATS.values())
     raise DataError(
         f"{str(root)!r} is not a known dataset layout (it contains: {', '.join(seen) or 'nothing'}). "
         f"Supported layouts: {supported}. Name one with --format if detection is wrong"
     )
+
+
+def _checked(manifest: Manifest) -> Manifest:
+    return _one_name_per_emotion(_confined(manifest))
+
+
+def _one_name_per_emotion(manifest: Manifest) -> Manifest:
+    """Two classes that mean one emotion ("happy" and "Happiness" folders) cannot be told apart
+    when a model is matched to the data by meaning (data/vocabulary.py)."""
+    try:
+        canonical_names(manifest.class_names)
+    except ValueError as exc:
+        raise DataError(
+            f"{str(manifest.root)!r}: {exc}; one dataset may spell each emotion once: merge the two "
+            f"classes or rename one"
+        ) from None
+    return manifest
 
 
 def _confined(manifest: Manifest) -> Manifest:

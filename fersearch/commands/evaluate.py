@@ -36,7 +36,9 @@ def evaluate(
             "prediction of either component counts as correct. Default: reported apart.",
         ),
     ] = False,
-    backend: Annotated[str, typer.Option(help="torch, onnxruntime or auto (as predict).")] = "torch",
+    backend: Annotated[
+        str, typer.Option(help="torch, onnxruntime, onnxruntime-int8 or auto (as predict).")
+    ] = "torch",
     threads: ThreadsOpt = None,
 ) -> None:
     """Score an exported ensemble on a dataset's split, classes matched by canonical name; writes

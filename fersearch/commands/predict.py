@@ -35,7 +35,8 @@ def predict(
         str,
         typer.Option(
             help="torch; onnxruntime (about twice as fast on CPU; needs the onnx extra and the "
-            "ensemble's ONNX files, see `fersearch export-onnx`); auto: onnxruntime when it can."
+            "ensemble's ONNX files, see `fersearch export-onnx`); onnxruntime-int8 (the int8 members "
+            "of `export-onnx --quantize int8`); auto: onnxruntime when it can."
         ),
     ] = "auto",
     threads: ThreadsOpt = None,

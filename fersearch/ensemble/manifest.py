@@ -66,6 +66,20 @@ class _Onnx(_Checked):
         return self
 
 
+class _OnnxInt8(_Onnx):
+    """Per member: the file the ``onnxruntime-int8`` backend runs (its int8 file, or its float
+    ONNX file where quantising cost more validation UAR than ``tolerance``)."""
+
+    quantized: list[bool] = Field(default_factory=list)
+    tolerance: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _one_flag_per_file(self):
+        if len(self.quantized) != len(self.files):
+            raise ValueError(f"{len(self.files)} int8 files but {len(self.quantized)} quantized flags")
+        return self
+
+
 class _Tta(_Checked):
     view_set: Literal[tuple(VIEW_SETS)]  # type: ignore[valid-type]
 
@@ -86,6 +100,7 @@ class Manifest(_Checked):
     calibration: _Calibration
     members: list[_Member] = Field(min_length=1)
     onnx: _Onnx | None = None
+    onnx_int8: _OnnxInt8 | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -102,8 +117,9 @@ class Manifest(_Checked):
             raise ValueError(f"weights must be {m} non-negative numbers, not all 0 (got {self.weights})")
         if len(self.calibration.bias) != k:
             raise ValueError(f"calibration.bias has {len(self.calibration.bias)} values for {k} classes")
-        if self.onnx is not None and self.onnx.files and len(self.onnx.files) != m:
-            raise ValueError(f"onnx.files has {len(self.onnx.files)} files for {m} members")
+        for name, part in (("onnx", self.onnx), ("onnx_int8", self.onnx_int8)):
+            if part is not None and part.files and len(part.files) != m:
+                raise ValueError(f"{name}.files has {len(part.files)} files for {m} members")
         return self
 
 

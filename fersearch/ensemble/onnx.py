@@ -21,10 +21,14 @@ from .weights import sha256_file, verify_weights
 log = logging.getLogger(__name__)
 
 
-def onnx_runners(path: Path, manifest: dict, threads: int | None) -> list:
-    onnx = manifest.get("onnx") or {}
+def onnx_runners(path: Path, manifest: dict, threads: int | None, int8: bool = False) -> list:
+    """One ONNX Runtime session per member: its float file, or with ``int8`` the file the
+    manifest's ``onnx_int8`` names for it (int8 where quantising kept validation UAR)."""
+    onnx = manifest.get("onnx_int8" if int8 else "onnx") or {}
     files, digests = onnx.get("files") or [], onnx.get("sha256") or []
     fix = f"run `fersearch export-onnx --model {path}` (needs `pip install 'fersearch[onnx]'`)"
+    if int8:
+        fix = f"run `fersearch export-onnx --model {path} --quantize int8 --data DATASET`"
     if len(files) != len(manifest["members"]):
         why = onnx.get("error") or "finalize ran without the onnx extra"
         raise ModelError(

@@ -26,7 +26,8 @@ from ..errors import InvalidArgument, ModelError, one_of
 from ..runtime import to_input
 from .tta import View, apply_view
 
-BACKENDS = ("torch", "onnxruntime")
+INT8 = "onnxruntime-int8"  # the members' int8 ONNX files where finalize's check accepted them
+BACKENDS = ("torch", "onnxruntime", INT8)
 CHUNK = 64  # images per forward call: bounds memory for big folders x many TTA views
 
 
@@ -39,10 +40,15 @@ def check_backend(name: str, manifest: dict) -> str:
     if name == "auto":
         files = (manifest.get("onnx") or {}).get("files") or []
         return "onnxruntime" if have_ort and len(files) == len(manifest["members"]) else "torch"
-    if name == "onnxruntime" and not have_ort:
+    if name in ("onnxruntime", INT8) and not have_ort:
         raise ModelError(
-            "--backend onnxruntime needs the onnxruntime package, which is not installed; "
+            f"--backend {name} needs the onnxruntime package, which is not installed; "
             "install the extra with `pip install 'fersearch[onnx]'`, or use --backend torch"
+        )
+    if name == INT8 and not (manifest.get("onnx_int8") or {}).get("files"):
+        raise ModelError(
+            "--backend onnxruntime-int8: this ensemble has no int8 members; write them with "
+            "`fersearch export-onnx --model DIR --quantize int8 --data DATASET`, or use --backend onnxruntime"
         )
     return name
 

@@ -30,7 +30,7 @@ from ..version import code_version
 from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, canonical_class_names, read_manifest
 from .onnx import onnx_runners
 from .probs import apply_bias, combine
-from .runners import TorchRunner, check_backend
+from .runners import INT8, TorchRunner, check_backend
 from .tta import view_set as views_of
 from .weights import load_weights, save_weights
 
@@ -104,7 +104,13 @@ class Ensemble:
     finalize evaluated. ``models`` holds the torch members (empty when loaded for ONNX Runtime
     only); ``runners`` are what prediction calls (fersearch/ensemble/runners.py)."""
 
-    def __init__(self, models: list[FERModel], manifest: dict, runners: list | None = None):
+    def __init__(
+        self,
+        models: list[FERModel],
+        manifest: dict,
+        runners: list | None = None,
+        backend: str = "onnxruntime",
+    ):
         self.models = models
         self.manifest = manifest
         self.class_names = list(manifest["class_names"])
@@ -113,7 +119,7 @@ class Ensemble:
         self.view_set = manifest["tta"]["view_set"]
         self.views = views_of(self.view_set)
         self.runners = runners if runners is not None else [TorchRunner(m) for m in models]
-        self.backend = "torch" if runners is None else "onnxruntime"
+        self.backend = "torch" if runners is None else backend
 
     @property
     def canonical_names(self) -> list[str]:
@@ -167,8 +173,9 @@ def load_ensemble(path: str | Path, backend: str = "torch", threads: int | None 
     path = Path(path)
     manifest = read_manifest(path)
     backend = check_backend(backend, manifest)
-    if backend == "onnxruntime":
-        return Ensemble([], manifest, onnx_runners(path, manifest, threads))
+    if backend in ("onnxruntime", INT8):
+        runners = onnx_runners(path, manifest, threads, int8=backend == INT8)
+        return Ensemble([], manifest, runners, backend)
     models = []
     fix = "re-run finalize to export the ensemble again"
     for i, entry in enumerate(manifest["members"]):

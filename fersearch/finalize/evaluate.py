@@ -58,7 +58,7 @@ def evaluate(
         raise InvalidArgument(f"--split: {one_of(split, SPLITS)}")
     console = console or Console(stderr=True)
     ens = load_ensemble(model, backend=backend, threads=threads)
-    manifest = _dataset(ens, data, format, split)
+    manifest = dataset_for(ens, data, format, split)
     cmap = build_class_map(
         ens.class_names,
         ens.canonical_names,
@@ -86,7 +86,7 @@ def evaluate(
     return paths
 
 
-def _dataset(ens: Ensemble, data, format: str, split: str) -> Manifest:
+def dataset_for(ens: Ensemble, data, format: str, split: str) -> Manifest:
     """The dataset as the members' study read its data: their crop policy and frames, and for
     train and val the same validation carve (a test split never depends on it)."""
     members = ens.manifest["members"]
@@ -112,16 +112,22 @@ def _dataset(ens: Ensemble, data, format: str, split: str) -> Manifest:
     return manifest
 
 
-def _predict(ens: Ensemble, manifest: Manifest, split: str, console: Console) -> Predictions:
+def decode_for(ens: Ensemble, manifest: Manifest, split: str, console: Console, what: str = "evaluate"):
+    """The split decoded at every member's size: ({size: (N, S, S, 3V) uint8}, the split's
+    arrays at the first size: labels, paths, skipped files)."""
     use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
     by_size = {}
     for size in ens.sizes:
-        with bar(f"evaluate: decoding {split} at {size} px", console) as update:
+        with bar(f"{what}: decoding {split} at {size} px", console) as update:
             by_size[size] = decode_split(manifest, split, size, progress=update)
     first = by_size[ens.sizes[0]]
     if any(a.paths != first.paths for a in by_size.values()):  # the same files skipped at every size
-        raise DataError(f"the {split} split decoded to different images at different sizes; rerun evaluate")
-    images = {s: packed_split(a, use_context) for s, a in by_size.items()}
+        raise DataError(f"the {split} split decoded to different images at different sizes; rerun {what}")
+    return {s: packed_split(a, use_context) for s, a in by_size.items()}, first
+
+
+def _predict(ens: Ensemble, manifest: Manifest, split: str, console: Console) -> Predictions:
+    images, first = decode_for(ens, manifest, split, console)
     n = len(first.labels)
     parts = []
     with bar(f"evaluate: predicting {n} {split} images", console) as update:

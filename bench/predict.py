@@ -9,6 +9,9 @@ timed through the same calls `fersearch predict` makes. Paths, all on the same m
                  no_grad, weights in the default memory format
     torch        `predict --backend torch`: inference_mode, channels_last, views in one batch
     onnxruntime  `predict --backend onnxruntime`: the members' ONNX files (needs the onnx extra)
+    onnxruntime-int8  `predict --backend onnxruntime-int8`: the members' int8 ONNX files; here
+                 calibrated on random images (speed only: what int8 costs in UAR is measured by
+                 `fersearch export-onnx --quantize int8` on real data, BENCHMARKS.md)
 
 The paths are timed round-robin, image by image, so a change in the machine's load hits all of
 them alike. Usage:
@@ -35,6 +38,8 @@ from PIL import Image
 from fersearch.config import build_config
 from fersearch.ensemble import Ensemble, export_onnx, load_ensemble, save_ensemble, size_on_disk, tta
 from fersearch.ensemble.probs import apply_bias, combine
+from fersearch.ensemble.quantize import quantize_onnx
+from fersearch.ensemble.weights import sha256_file
 from fersearch.models import create_model
 from fersearch.predict import predict_images
 from fersearch.train.evaluate import predict_views
@@ -42,10 +47,10 @@ from fersearch.train.evaluate import predict_views
 BACKBONES = ["resnet18", "efficientnet_b0", "mobilenetv2_100", "convnext_atto", "regnety_004"]
 CLASSES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
 BUDGET_MS, BUDGET_BYTES = 100.0, 500 * 1024 * 1024
-PATHS = ("before", "torch", "onnxruntime")
+PATHS = ("before", "torch", "onnxruntime", "onnxruntime-int8")
 
 
-def build(out: Path, backbones: list[str], size: int, onnx: bool) -> None:
+def build(out: Path, backbones: list[str], size: int, onnx: bool, int8: bool = False) -> None:
     members = []
     for i, name in enumerate(backbones):
         config = build_config({"data": {"root": "."}, "backbone": name, "seed": i, "image_size": size})
@@ -58,6 +63,28 @@ def build(out: Path, backbones: list[str], size: int, onnx: bool) -> None:
         if not export_onnx(out, load_ensemble(out)):
             raise SystemExit(f"ONNX export failed: {json.loads((out / 'manifest.json').read_text())['onnx']}")
         print(f"ONNX export of {len(members)} members: {time.perf_counter() - t0:.0f} s")
+    if int8:
+        quantize_all(out, size)
+
+
+def quantize_all(out: Path, size: int) -> None:
+    """Every member's int8 file, calibrated on random images, listed in the manifest as
+    finalize's check would list members it kept."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    calibration = np.random.default_rng(1).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
+    files = []
+    t0 = time.perf_counter()
+    for i, (member, fp32) in enumerate(zip(manifest["members"], manifest["onnx"]["files"])):
+        files.append(f"member_{i}.int8.onnx")
+        quantize_onnx(out / fp32, out / files[-1], calibration, member["preprocess"])
+    manifest["onnx_int8"] = {
+        "files": files,
+        "sha256": [sha256_file(out / f) for f in files],
+        "quantized": [True] * len(files),
+        "tolerance": 1.0,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    print(f"int8 quantisation of {len(files)} members: {time.perf_counter() - t0:.0f} s")
 
 
 def with_view_set(src: Path, dst: Path, view_set: str) -> Path:
@@ -152,17 +179,22 @@ def main() -> None:
     )
     print(f"members: {', '.join(backbones)} at {args.size} px; {args.images} images per row")
     base = tmp / "ens"
-    build(base, backbones, args.size, onnx="onnxruntime" in paths)
+    int8 = "onnxruntime-int8" in paths
+    build(base, backbones, args.size, onnx=int8 or "onnxruntime" in paths, int8=int8)
     safetensors = sum(f.stat().st_size for f in base.glob("*.safetensors"))
-    onnx_bytes = sum(f.stat().st_size for f in base.glob("*.onnx"))
+    onnx_bytes = sum(f.stat().st_size for f in base.glob("*.onnx") if not f.name.endswith(".int8.onnx"))
+    int8_bytes = sum(f.stat().st_size for f in base.glob("*.int8.onnx"))
     arrays = np.stack([np.asarray(Image.open(f).convert("RGB").resize((args.size,) * 2)) for f in files])
-    print(f"\n{'TTA':<6}{'path':<13}{'call':<30}{'wall ms/img':>12}{'p90':>8}{'CPU ms/img':>11}{'budget':>8}")
+    print(f"\n{'TTA':<6}{'path':<18}{'call':<30}{'wall ms/img':>12}{'p90':>8}{'CPU ms/img':>11}{'budget':>8}")
     for view_set in args.tta.split(","):
         d = with_view_set(base, tmp / f"ens_{view_set}", view_set)
         ens = {p: load(p, d, args.threads) for p in paths}
         ref = ens[paths[0]].predict_probs(lambda s: arrays)
         for p in paths[1:]:  # same members, same answers: the speed-ups change no prediction
             diff = np.abs(ens[p].predict_probs(lambda s: arrays) - ref).max()
+            if p == "onnxruntime-int8":  # int8 rounds: its difference is printed, not required to vanish
+                print(f"{view_set}: int8 probabilities differ from {paths[0]}'s by at most {diff:.3f}")
+                continue
             assert diff < 1e-4, f"{p} differs from {paths[0]} by {diff}"
         calls = {
             "ensemble on an array, batch 1": lambda e: lambda i: e.predict_probs(lambda s: arrays[i : i + 1]),
@@ -175,7 +207,7 @@ def main() -> None:
                 # verdict on CPU time: with one thread it is what an idle core takes (see round_robin)
                 ok = "ok" if cpu <= BUDGET_MS else "OVER"
                 print(
-                    f"{view_set:<6}{p:<13}{label:<30}{np.median(t):>12.1f}{np.percentile(t, 90):>8.1f}"
+                    f"{view_set:<6}{p:<18}{label:<30}{np.median(t):>12.1f}{np.percentile(t, 90):>8.1f}"
                     f"{cpu:>11.1f}{ok:>8}"
                 )
         for p, e in ens.items():
@@ -184,14 +216,15 @@ def main() -> None:
             per = (time.perf_counter() - t0) * 1000 / len(arrays)
             cpu = (time.process_time() - c0) * 1000 / len(arrays)
             label = f"batch {len(arrays)}, per image"
-            print(f"{view_set:<6}{p:<13}{label:<30}{per:>12.1f}{'':>8}{cpu:>11.1f}")
+            print(f"{view_set:<6}{p:<18}{label:<30}{per:>12.1f}{'':>8}{cpu:>11.1f}")
         if view_set == "none":
             per_member(ens, arrays, backbones, args.images)
     params = sum(p.numel() for m in load_ensemble(base).models for p in m.parameters())
     total = size_on_disk(base)
     print(
         f"\nparameters: {params / 1e6:.1f} M in total; on disk: safetensors {safetensors / 2**20:.1f} MiB, "
-        f"ONNX {onnx_bytes / 2**20:.1f} MiB, ensemble directory {total / 2**20:.1f} MiB "
+        f"ONNX {onnx_bytes / 2**20:.1f} MiB, int8 ONNX {int8_bytes / 2**20:.1f} MiB, "
+        f"ensemble directory {total / 2**20:.1f} MiB "
         f"({'ok' if total <= BUDGET_BYTES else 'OVER'} against {BUDGET_BYTES / 2**20:.0f} MiB)"
     )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

@@ -58,7 +58,8 @@ class DataConfig(BaseModel):
 
 
 class ModelFields(BaseModel):
-    """The model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head]."""
+    """The model (fersearch/models): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU head]
+    [+ VA head]."""
 
     model_config = STRICT
 
@@ -94,6 +95,8 @@ class ModelFields(BaseModel):
     prompt_ctx: int = Field(4, ge=1, le=32)  # prompt head: learned context vectors
     prompt_class_specific: bool = False  # one context per class instead of one shared
     au_classes: int = Field(0, ge=0, le=1000)  # > 0 adds the multi-task action-unit head
+    # adds the valence/arousal regression head (2 outputs in [-1, 1]); the data must carry VA
+    va_head: bool = False
 
     @field_validator("attention")
     @classmethod
@@ -143,6 +146,7 @@ class OptimisationFields(BaseModel):
     focal_gamma: float = Field(2.0, ge=0.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     au_loss_weight: float = Field(0.3, ge=0.0)  # weight of the AU loss against the expression loss
+    va_loss_weight: float = Field(0.3, ge=0.0)  # weight of the VA loss (1 - CCC) against it
     # class balancing when the curriculum is off (with it on, the curriculum's stages rule)
     class_weight_cap: float | None = Field(None, gt=0.0, description="None: unweighted loss")
     logit_adjust_tau: float = Field(0.0, ge=0.0, description="adds tau*log(prior) to the logits")

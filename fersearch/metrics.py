@@ -4,6 +4,10 @@ UAR (unweighted average recall) is the mean of per-class recalls, the headline F
 imbalanced data; WAR (weighted average recall) is plain accuracy. A class absent from the
 targets has undefined recall: it is left out of UAR (and reported as NaN per class) rather than
 counted as 0 or 1.
+
+Valence/arousal regression (AffectNet): CCC, Lin's concordance correlation coefficient
+2 cov / (var_x + var_y + (mean_x - mean_y)^2), per dimension, and the RMSE over both, each on the
+labelled entries only (NaN targets are unlabelled).
 """
 
 from __future__ import annotations
@@ -64,3 +68,33 @@ def war(targets, preds, num_classes: int) -> float:
 
 def macro_f1(targets, preds, num_classes: int) -> float:
     return summarize(targets, preds, num_classes)["macro_f1"]
+
+
+def ccc(pred, target) -> float:
+    """Lin's concordance correlation coefficient over the entries whose target is not NaN
+    (population moments); NaN with fewer than two such entries or when both sides are constant
+    and equal (0 / 0)."""
+    pred, target = np.asarray(pred, np.float64).ravel(), np.asarray(target, np.float64).ravel()
+    known = ~np.isnan(target)
+    if known.sum() < 2:
+        return float("nan")
+    x, y = pred[known], target[known]
+    cov = np.mean((x - x.mean()) * (y - y.mean()))
+    den = x.var() + y.var() + (x.mean() - y.mean()) ** 2
+    return float(2 * cov / den) if den > 0 else float("nan")
+
+
+def va_scores(pred, target) -> dict:
+    """(N, 2) predicted and true (valence, arousal), NaN targets unlabelled -> CCC per
+    dimension, the RMSE over every labelled entry, and how many samples had a label."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != 2:
+        raise ValueError(f"expected (N, 2) predictions and targets, got {pred.shape} and {target.shape}")
+    known = ~np.isnan(target)
+    err = (pred - np.where(known, target, 0.0))[known]
+    return {
+        "va_ccc_valence": ccc(pred[:, 0], target[:, 0]),
+        "va_ccc_arousal": ccc(pred[:, 1], target[:, 1]),
+        "va_rmse": float(np.sqrt(np.mean(err**2))) if err.size else float("nan"),
+        "va_labelled": int(known.any(axis=1).sum()),
+    }

@@ -138,9 +138,9 @@ def test_space_pairs_follow_when_conditions_and_seed_recipes():
     assert space_pairs(open_backbone, seed_recipes=True) == [
         ("resnet18", True),
         ("open_clip:ViT-B-16", True),
-        ("convnext_large", True),
-        ("efficientnet_b4", True),
-        ("convnext_base", True),
+        ("convnext_large.fb_in22k_ft_in1k", True),
+        ("efficientnet_b4.ra2_in1k", True),
+        ("swin_base_patch4_window7_224.ms_in22k_ft_in1k", True),
     ]
 
 

@@ -182,3 +182,49 @@ SeedRecipesOpt = Annotated[
         "as its first trials.",
     ),
 ]
+# Warm start (fersearch/search/warm_start.py): options of `create` and `search`, StudyOptions fields.
+WarmStartFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--warm-start-from",
+        help="When creating the study, enqueue the best complete trials of this earlier study (same "
+        "or other dataset) as its first trials; what the new space cannot hold is listed on each.",
+    ),
+]
+WarmStartTopOpt = Annotated[
+    int, typer.Option("--warm-start-top", help="With --warm-start-from: how many of its best trials.")
+]
+WarmStartStorageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--warm-start-storage",
+        help="With --warm-start-from: the store that holds that study. Default: the new study's store.",
+    ),
+]
+# Experiment tracking (fersearch/search/tracking.py): options of `worker`, `search` and `finalize`.
+TensorBoardOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tensorboard",
+        help="Write TensorBoard event files under DIR, one run per trial (per-epoch loss, val "
+        "UAR/WAR/macro F1, learning rate, curriculum stage, hyperparameters): tensorboard --logdir DIR.",
+    ),
+]
+MlflowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mlflow",
+        help="Also log every finished trial to this MLflow tracking URI (optuna-integration's "
+        "MLflowCallback; needs `pip install optuna-integration mlflow`).",
+    ),
+]
+
+
+def check_tracking(tensorboard: Path | None, mlflow: str | None = None) -> None:
+    """--tensorboard DIR and --mlflow URI, checked before any work: a file or an unwritable
+    folder, a package that is not installed."""
+    from ..search.tracking import TensorBoard, mlflow_callback
+
+    if tensorboard is not None:
+        TensorBoard(check_output_dir(tensorboard, "--tensorboard"))
+    mlflow_callback(mlflow)

@@ -7,7 +7,17 @@ from typing import Annotated
 
 import typer
 
-from ._common import StorageOpt, StudyOpt, ThreadsOpt, app, check_output_dir, err, lit
+from ._common import (
+    StorageOpt,
+    StudyOpt,
+    TensorBoardOpt,
+    ThreadsOpt,
+    app,
+    check_output_dir,
+    check_tracking,
+    err,
+    lit,
+)
 
 
 @app.command()
@@ -47,6 +57,7 @@ def finalize(
     ] = None,
     storage: StorageOpt = None,
     threads: ThreadsOpt = None,
+    tensorboard: TensorBoardOpt = None,
 ) -> None:
     """Retrain the top-K trials (resumable), choose TTA, ensemble weights and calibration on
     validation, read the test split once for the report, export the ensemble."""
@@ -54,6 +65,7 @@ def finalize(
     from ..finalize import finalize as run_finalize
 
     check_output_dir(out, "--out")
+    check_tracking(tensorboard)
     with CpuShare(threads) as cpu:
         paths = run_finalize(
             study,
@@ -66,6 +78,7 @@ def finalize(
             cv=cv,
             tta_mode=tta,
             onnx=onnx,
+            tensorboard=tensorboard,
         )
     err.print(f"report: {lit(paths['html'])}")
     err.print(f"ensemble: {lit(paths['ensemble'])}")

@@ -13,14 +13,20 @@ from ._common import (
     FoldsOpt,
     FormatOpt,
     FramesOpt,
+    MlflowOpt,
     NTrialsOpt,
     SeedRecipesOpt,
     SpaceOpt,
     StorageOpt,
     StudyOpt,
+    TensorBoardOpt,
     ThreadsOpt,
+    WarmStartFromOpt,
+    WarmStartStorageOpt,
+    WarmStartTopOpt,
     app,
     check_timeout,
+    check_tracking,
     err,
     study_options,
 )
@@ -41,6 +47,11 @@ def search(
     crop: CropOpt = "face",
     frames: FramesOpt = 1,
     threads: ThreadsOpt = None,
+    warm_start_from: WarmStartFromOpt = None,
+    warm_start_top: WarmStartTopOpt = 5,  # warm_start.DEFAULT_TOP
+    warm_start_storage: WarmStartStorageOpt = None,
+    tensorboard: TensorBoardOpt = None,
+    mlflow: MlflowOpt = None,
 ) -> None:
     """Create the study if needed, then run one worker in this process."""
     arguments = dict(locals())
@@ -48,8 +59,11 @@ def search(
     from ..search.worker import run_worker
 
     check_timeout(timeout)
+    check_tracking(tensorboard, mlflow)
     create_or_join(study_options(arguments), err)
-    run_worker(study, storage, timeout=timeout, console=err, threads=threads)
+    run_worker(
+        study, storage, timeout=timeout, console=err, threads=threads, tensorboard=tensorboard, mlflow=mlflow
+    )
 
 
 @app.command()
@@ -66,11 +80,22 @@ def worker(
         typer.Option(help="Artifact store directory or s3://bucket (default $FERSEARCH_ARTIFACTS)."),
     ] = None,
     threads: ThreadsOpt = None,
+    tensorboard: TensorBoardOpt = None,
+    mlflow: MlflowOpt = None,
 ) -> None:
     """Join an existing study and run trials until its budget is used up."""
     from ..search.worker import run_worker
 
     check_timeout(timeout)
+    check_tracking(tensorboard, mlflow)
     run_worker(
-        study, storage, timeout=timeout, console=err, gpu=gpu, artifacts_dir=artifacts, threads=threads
+        study,
+        storage,
+        timeout=timeout,
+        console=err,
+        gpu=gpu,
+        artifacts_dir=artifacts,
+        threads=threads,
+        tensorboard=tensorboard,
+        mlflow=mlflow,
     )

@@ -23,6 +23,9 @@ from ._common import (
     SpaceOpt,
     StorageOpt,
     StudyOpt,
+    WarmStartFromOpt,
+    WarmStartStorageOpt,
+    WarmStartTopOpt,
     app,
     check_port,
     err,
@@ -53,6 +56,9 @@ def create(
     fold: FoldOpt = 0,
     crop: CropOpt = "face",
     frames: FramesOpt = 1,
+    warm_start_from: WarmStartFromOpt = None,
+    warm_start_top: WarmStartTopOpt = 5,  # warm_start.DEFAULT_TOP
+    warm_start_storage: WarmStartStorageOpt = None,
 ) -> None:
     """Create a study once (idempotent: an existing study is left as it is)."""
     arguments = dict(locals())

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ._common import SpaceOpt, app, check_output_dir, lit
+from ._common import SpaceOpt, StorageOpt, app, check_output_dir, lit
 
 RecipesOpt = Annotated[
     bool,
@@ -38,13 +38,16 @@ STATUS_STYLE = {
 
 
 @weights_app.command("list")
-def list_weights(space: SpaceOpt = "default", seed_recipes: RecipesOpt = False) -> None:
+def list_weights(
+    space: SpaceOpt = "default", seed_recipes: RecipesOpt = False, storage: StorageOpt = None
+) -> None:
     """Each (backbone, pretrained) the space can sample: its timm/open_clip tag, repository and
-    file or local path, and present/missing in the local cache. Downloads nothing."""
+    file or local path, and present/missing in the local cache. Downloads nothing. A
+    ``pretrained: trial:STUDY/N`` source is looked up in --storage."""
     from ..search.space import load_space
     from ..search.weights import missing_line, space_sources
 
-    sources = space_sources(load_space(space), seed_recipes)
+    sources = space_sources(load_space(space), seed_recipes, storage)
     table = Table("backbone", "pretrained", "source", "published as", "local file", "status")
     for s in sources:
         kind = f"{s.kind} {s.tag}" if s.tag else s.kind

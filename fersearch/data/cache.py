@@ -42,7 +42,7 @@ from filelock import FileLock
 
 from ..errors import DataError
 from .imageio import FACE_MARGIN, Unreadable, load_clip, load_image, release_pixel_tables, source_file
-from .manifest import Manifest
+from .manifest import Manifest, va_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,13 @@ class SplitArrays:
     skipped: list[str] = field(default_factory=list)
     context: np.ndarray | None = None  # clip datasets: body/scene views, same shape as images
     au: np.ndarray | None = None  # (N, A) uint8 multi-label AU targets (RAF-CE), else None
+    va: np.ndarray | None = None  # (N, 2) float32 valence, arousal (AffectNet); NaN: unlabelled
     skip_reasons: dict[str, str] = field(default_factory=dict)
     cache_file: Path | None = None
 
     def subset(self, idx) -> SplitArrays:
-        """The samples at ``idx``, every per-sample array with them (context views, AU targets)."""
+        """The samples at ``idx``, every per-sample array with them (context views, AU and VA
+        targets)."""
         idx = np.asarray(idx, dtype=np.int64)
         return SplitArrays(
             images=self.images[idx],
@@ -74,6 +76,7 @@ class SplitArrays:
             paths=[self.paths[i] for i in idx],
             context=self.context[idx] if self.context is not None else None,
             au=self.au[idx] if self.au is not None else None,
+            va=self.va[idx] if self.va is not None else None,
         )
 
     @staticmethod
@@ -91,6 +94,7 @@ class SplitArrays:
             paths=[path for p in parts for path in p.paths],
             context=joined("context"),
             au=joined("au"),
+            va=joined("va"),
         )
 
 
@@ -368,6 +372,9 @@ def _open(manifest: Manifest, split: str, stem: Path) -> SplitArrays:
         au = np.asarray([manifest.au_targets.get(r, zero) for r in refs], np.uint8).reshape(
             len(refs), len(manifest.au_names)
         )
+    # Like the AU targets, valence/arousal come from the manifest, matched to the kept refs:
+    # they are not in the cache files, so adding them changed neither the format nor the key.
+    va = va_rows(manifest.va_targets, refs) if manifest.va_targets is not None else None
     return SplitArrays(
         images=images,
         labels=np.asarray(meta["labels"], dtype=np.int64),
@@ -375,6 +382,7 @@ def _open(manifest: Manifest, split: str, stem: Path) -> SplitArrays:
         skipped=[ref for ref, _ in meta["skipped"]],
         context=context,
         au=au,
+        va=va,
         skip_reasons={ref: why for ref, why in meta["skipped"]},
         cache_file=Path(f"{stem}.u8"),
     )

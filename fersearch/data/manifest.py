@@ -43,6 +43,9 @@ class Manifest:
     # Multi-label action-unit targets (RAF-CE): reference -> 0/1 per AU, in au_names order.
     au_names: tuple[str, ...] | None = None
     au_targets: dict[str, tuple[int, ...]] | None = None
+    # Valence and arousal in [-1, 1] (AffectNet): reference -> (valence, arousal), NaN where
+    # unlabelled. None when the dataset has no usable value at all.
+    va_targets: dict[str, tuple[float, float]] | None = None
     # Face boxes in source pixels (AffectNet's CSV): the cache crops each image to its box.
     boxes: dict[str, Box] | None = None
     # Clips (RAER-style): reference -> frames and boxes; the cache crops a face and a context view.
@@ -78,6 +81,12 @@ class Manifest:
         rows = [self.au_targets.get(ref, zero) for ref, _ in self.splits.get(split, [])]
         return np.asarray(rows, dtype=np.uint8).reshape(-1, len(self.au_names))
 
+    def va_matrix(self, split: str) -> np.ndarray | None:
+        """(N, 2) float32 valence/arousal of a split in sample order (NaN: unlabelled), or None."""
+        if self.va_targets is None:
+            return None
+        return va_rows(self.va_targets, [ref for ref, _ in self.splits.get(split, [])])
+
     def derive(self, splits: dict[str, list[tuple[str, int]]]) -> Manifest:
         """The same dataset with other splits (validation carving, k-fold), extras carried over."""
         return Manifest(
@@ -87,9 +96,16 @@ class Manifest:
             splits=splits,
             au_names=self.au_names,
             au_targets=self.au_targets,
+            va_targets=self.va_targets,
             boxes=self.boxes,
             clips=self.clips,
             notes=list(self.notes),
             crop=self.crop,
             frames=self.frames,
         )
+
+
+def va_rows(targets: dict[str, tuple[float, float]], refs: list[str]) -> np.ndarray:
+    """(N, 2) float32 valence/arousal for ``refs``; NaN for a reference without a value."""
+    nan = (float("nan"), float("nan"))
+    return np.asarray([targets.get(ref, nan) for ref in refs], np.float32).reshape(len(refs), 2)

@@ -35,7 +35,9 @@ from ..errors import InvalidArgument, ModelError, one_of
 from ..models import preprocess_for
 from ..progress import tasks
 from ..runtime import resolve_device
+from ..search.finetune import bind_trial_sources
 from ..search.study import load_study
+from ..search.tracking import TensorBoard, hparams_of
 from ..train.evaluate import predict_views
 from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
@@ -43,6 +45,7 @@ from .report import build_report, member_info, write_report
 from .retrain import MemberStore, Splits, TrainedMember, save_array, train_member
 from .select import MemberSpec, member_specs, top_trials
 from .stages import Choices, TestResults
+from .va import va_on_test
 from .weighting import choose_weights, score
 
 RETRAIN_ON = ("train", "train+val")
@@ -95,8 +98,10 @@ def finalize(
     tta_mode: str = "auto",
     latency_images: int = 16,
     onnx: bool | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Path]:
-    """onnx: also write ONNX files; None = when the optional onnx extra is installed."""
+    """onnx: also write ONNX files; None = when the optional onnx extra is installed.
+    tensorboard: a folder for TensorBoard event files, one run per member trained here."""
     _check_args(top, seeds, retrain_on, cv, tta_mode)
     if onnx and not onnx_available():  # before hours of retraining, not after
         raise ModelError(
@@ -104,8 +109,10 @@ def finalize(
             "pip install 'fersearch[onnx]', or drop --onnx"
         )
     console = console or Console(stderr=True)
+    board = TensorBoard(tensorboard, lambda text: console.print(text, style="yellow", markup=False))
     out = Path(out)
     study, cfg = load_study(study_name, storage_url)
+    bind_trial_sources(study)  # a member retrained from pretrained: trial:STUDY/N finds it there
     trials = top_trials(study, top)
     if len(trials) < top:
         console.print(f"[yellow]only {len(trials)} distinct complete trial(s); using them all[/]")
@@ -117,7 +124,8 @@ def finalize(
     # 1. Retrain on train; the validation split picks each member's epoch.
     with tasks(console) as progress:
         store = MemberStore(out / "members", "train")
-        members = _train_members(specs, splits, store, views, progress, "finalize: retrain members")
+        label = "finalize: retrain members"
+        members = _train_members(specs, splits, store, views, progress, label, board=board, study=study_name)
     # 2-4. Every choice on validation only.
     val_labels = splits.get("val", preprocess_for(specs[0].config)["image_size"]).labels
     choices = choose_on_validation(members, [v.name for v in views], val_labels, manifest.num_classes)
@@ -128,7 +136,8 @@ def finalize(
         refits = [_fixed_epochs(m) for m in deployed]
         with tasks(console) as progress:
             store = MemberStore(out / "members", "trainval")
-            deployed = _train_members(refits, splits, store, [tta.ALL_VIEWS[0]], progress, REFIT, refit=True)
+            plain = [tta.ALL_VIEWS[0]]
+            deployed = _train_members(refits, splits, store, plain, progress, REFIT, True, board, study_name)
     # 6. Cross-validation of the fixed recipe on train+val (never test).
     cv_result = _cross_validate(members, choices, manifest, cv, out / "cv", console) if cv else None
     # 7. Every choice is sealed. Read the test split, once, for the report.
@@ -173,27 +182,46 @@ def _candidate_views(tta_mode: str) -> list[tta.View]:
     return views
 
 
-def _train_members(specs, splits: Splits, store, views, progress, label: str, refit: bool = False):
-    """Train each spec, one progress row each. Train-only members choose their epoch on
-    validation; a refit trains on train+val for the spec's fixed epochs and keeps the last
-    (validation is inside its training data: it only receives predictions, it picks nothing)."""
+def _train_members(
+    specs,
+    splits: Splits,
+    store,
+    views,
+    progress,
+    label: str,
+    refit: bool = False,
+    board: TensorBoard | None = None,
+    study: str = "",
+):
+    """Train each spec, one progress row each (and a TensorBoard run on ``board``). Train-only
+    members choose their epoch on validation; a refit trains on train+val for the spec's fixed
+    epochs and keeps the last (validation is inside its training data: it only receives
+    predictions, it picks nothing)."""
+    board = board or TensorBoard(None)
     overall = progress.add_task(label, total=len(specs))
     members = []
     for spec in specs:
         size = preprocess_for(spec.config)["image_size"]
         train, val = splits.get("train", size), splits.get("val", size)
         task = progress.add_task(f"  {spec.id}: epoch", total=spec.config.epochs)
-        member = train_member(
-            spec,
-            store,
-            SplitArrays.concat(train, val) if refit else train,
-            val,
-            splits.manifest.num_classes,
-            "last" if refit else "best",
-            views,
-            on_epoch=lambda rec, t=task: progress.advance(t),
-            class_names=list(splits.manifest.class_names),
-        )
+        run = board.member_run(study, store.stage, spec.id, hparams_of(spec.config, trial=spec.trial))
+
+        def on_epoch(rec: dict, task=task, run=run) -> None:
+            progress.advance(task)
+            run.epoch(rec)  # never raises
+
+        with run:
+            member = train_member(
+                spec,
+                store,
+                SplitArrays.concat(train, val) if refit else train,
+                val,
+                splits.manifest.num_classes,
+                "last" if refit else "best",
+                views,
+                on_epoch=on_epoch,
+                class_names=list(splits.manifest.class_names),
+            )
         if member.record.get("trial_weights"):
             progress.console.print(
                 f"{spec.id}: trial {spec.trial}'s own best weights (epoch {member.record['best_epoch']}, "
@@ -289,7 +317,9 @@ def _test_stage(members, deployed, splits: Splits, c: Choices, n_cls: int, retra
         deployed_test = np.stack([test_probs(m) for m in deployed])
         deployed_raw = combine(deployed_test, c.weights[c.selected])
     labels = next(iter(test_sets.values())).labels
-    return TestResults(labels, member_test, deployed_test, deployed_raw, apply_bias(deployed_raw, c.bias))
+    refit = retrain_on == "train+val"  # VA of the ensemble deployed: None without VA heads or labels
+    va = va_on_test(*((deployed, c.weights[c.selected]) if refit else (members, c.weights)), test_sets, n_cls)
+    return TestResults(labels, member_test, deployed_test, deployed_raw, apply_bias(deployed_raw, c.bias), va)
 
 
 def _export(

@@ -242,6 +242,7 @@ def build_report(
             for name, r in rows.items()
         },
         "bootstrap": cis,
+        "va": test.va,  # valence/arousal on test (finalize/va.py); None without a VA head or labels
         "members": [
             {
                 **member_info(m, members, c.weights),
@@ -387,6 +388,7 @@ def render_markdown(r: dict) -> str:
     lines += ["", "Most confused (test): " + "; ".join(
         f"{p['true']} -> {p['predicted']} {p['count']} ({p['share_of_true']:.0%})" for p in t["most_confused"]
     ), ""]  # fmt: skip
+    lines += _va_md(r.get("va"))
     lines += [
         "## Members",
         "",
@@ -416,6 +418,33 @@ def render_markdown(r: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+VA_NOTE = (
+    "Valence and arousal in [-1, 1] on the test images that have them: CCC (Lin's concordance "
+    "correlation, 1 = perfect) per dimension and the RMSE over both; the ensemble's is the "
+    "VA members' outputs averaged with their ensemble weights, on the plain images (no TTA)."
+)
+
+
+def _va_rows(va: dict) -> list[list[str]]:
+    rows = [("ensemble", va["ensemble"])] + [(m["id"], m) for m in va["members"]]
+    return [[name, _f(s["va_ccc_valence"]), _f(s["va_ccc_arousal"]), _f(s["va_rmse"])] for name, s in rows]
+
+
+def _va_md(va: dict | None) -> list[str]:
+    if not va:
+        return []
+    lines = [
+        "## Valence and arousal (test)",
+        "",
+        f"{VA_NOTE} {va['labelled']} of {va['n']} test images labelled.",
+        "",
+        "| predictor | CCC valence | CCC arousal | RMSE |",
+        "|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in _va_rows(va)]
+    return [*lines, ""]
 
 
 # ----------------------------------------------------------------------------- html
@@ -555,6 +584,14 @@ def _members_table(r: dict) -> Markup:
     return _table(header, rows)
 
 
+def _va_table(va: dict | None) -> Markup | None:
+    if not va:
+        return None
+    note = Markup(f"<p class='muted'>{_e(VA_NOTE)} {va['labelled']} of {va['n']} test images labelled.</p>")
+    rows = [[_e(c) for c in row] for row in _va_rows(va)]
+    return note + _table(["predictor", "CCC valence", "CCC arousal", "RMSE"], rows)
+
+
 def _deployment_table(d: dict) -> Markup:
     lat_ok = d["latency_ms_per_image_median"] <= d["budgets"]["latency_ms_per_image"]
     size_ok = d["size_bytes"] <= d["budgets"]["size_bytes"]
@@ -639,6 +676,7 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
             "calibration": calibration,
             "members": _members_table(r),
             "deployment": _deployment_table(r["deployment"]),
+            "va": _va_table(r.get("va")),
         },
         images={
             "per_class": _img(figures["per_class"], "per-class precision, recall and F1"),

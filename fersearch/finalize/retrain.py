@@ -27,7 +27,7 @@ from ..data.views import packed_split
 from ..ensemble import tta
 from ..ensemble.weights import atomic_write, load_weights, save_weights, verify_weights
 from ..errors import FersearchError, ModelError
-from ..models import FERModel, create_model
+from ..models import FERModel, create_model, without_finetune_source
 from ..runtime import resolve_device
 from ..train import fit
 from ..train.checkpoint import load_checkpoint, unprefixed
@@ -99,7 +99,7 @@ class TrainedMember:
         return build_config(self.record["config"])
 
     def load_model(self, num_classes: int) -> FERModel:
-        model = create_model(self.config, num_classes)
+        model = create_model(without_finetune_source(self.config), num_classes)  # its weights follow
         load_weights(model, self.dir / WEIGHTS, self.record["weights_sha256"], self.fix)
         return model.eval()
 
@@ -188,7 +188,7 @@ def _trial_model(spec: MemberSpec, num_classes: int) -> tuple[torch.nn.Module, d
             "seconds": 0.0,
             "trial_weights": spec.trial_weights,
         }
-        model = create_model(spec.config, num_classes)
+        model = create_model(without_finetune_source(spec.config), num_classes)  # its weights follow
         model.load_state_dict(unprefixed("model", tensors))
     except (FersearchError, RuntimeError, AttributeError, KeyError, TypeError, ValueError):
         return None  # unreadable, or not this config's: training again is the safe answer

@@ -42,3 +42,4 @@ class TestResults:
     deployed_test: np.ndarray | None  # (S, Ntest, K): the train+val refits, when there are any
     deployed_raw: np.ndarray  # (Ntest, K): the deployed members' weighted mean, uncalibrated
     final: np.ndarray  # (Ntest, K): what the exported ensemble predicts
+    va: dict | None = None  # valence/arousal CCC and RMSE (finalize/va.py), when there are any

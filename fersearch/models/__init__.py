@@ -12,7 +12,8 @@ from .backbones import (
     register_backbone_family,
     validate_backbone,
 )
-from .factory import FERModel, check_config, create_model, preprocess_for
+from .factory import FERModel, check_config, create_model, preprocess_for, without_finetune_source
+from .finetune import FinetuneSource, load_finetune
 from .fusion import create_fusion, list_fusions, register_fusion
 from .heads import AUHead, HeadSpec, au_loss, create_head, list_heads, register_head
 from .necks import Neck, create_neck, list_necks, register_neck
@@ -23,6 +24,7 @@ from .temporal import create_temporal, list_temporal, register_temporal
 __all__ = [
     "AUHead",
     "FERModel",
+    "FinetuneSource",
     "HeadSpec",
     "Neck",
     "apply_freezing",
@@ -43,6 +45,7 @@ __all__ = [
     "list_necks",
     "list_pools",
     "list_temporal",
+    "load_finetune",
     "param_groups",
     "preprocess_for",
     "register_backbone_family",
@@ -52,4 +55,5 @@ __all__ = [
     "register_pool",
     "register_temporal",
     "validate_backbone",
+    "without_finetune_source",
 ]

@@ -1,4 +1,4 @@
-"""create_model(config, num_classes): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU].
+"""create_model(config, num_classes): backbone -> neck -> [fusion] -> [temporal] -> head [+ AU] [+ VA].
 
     out = model(x)                      # x: (B, 3, H, W) face crops, normalised with
                                         #    model.preprocess (mean, std, image_size)
@@ -10,9 +10,15 @@
     out["logits"]     (B, K)            # always
     out["features"]   (B, D)            # what the classifier read
     out["au_logits"]  (B, A)            # only when config.au_classes > 0
+    out["va"]         (B, 2)            # only when config.va_head: valence, arousal in [-1, 1]
 
 The model owns its preprocessing: mean, std and default input size come from the backbone's
 pretrained config (timm's data config, open_clip's preprocess config), never typed in by hand.
+
+``pretrained`` naming a finished fersearch model (``trial:STUDY/N``, ``ensemble:DIR#I``, a
+``best.json``) is fine-tuning: the model is built from random init with the backbone's default
+preprocessing, and ``create_model(..., init=source)`` loads the source into it
+(fersearch/models/finetune.py); whoever trains reads the source (fersearch/train/finetune.py).
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from torch import nn
 from ..config import TrialConfig
 from ..errors import ModelError
 from .backbones import backbone_preprocess, backbone_width, check_backbone, create_backbone, validate_backbone
+from .finetune import FinetuneSource, load_finetune
 from .fusion import check_heads, create_fusion
-from .heads import AUHead, HeadSpec, create_head
+from .heads import AUHead, HeadSpec, VAHead, create_head
 from .necks import Neck
 from .optim import apply_freezing
+from .pretrained import backbone_pretrained, finetune_kind
 from .temporal import create_temporal
 
 
@@ -34,7 +42,7 @@ def preprocess_for(config: TrialConfig) -> dict:
     """Mean, std and input size from the backbone's pretrained config; image_size overrides
     the size (small sizes make CPU runs fast). Cheap: builds no model."""
     validate_backbone(config.backbone)
-    pre = backbone_preprocess(config.backbone, config.pretrained)
+    pre = backbone_preprocess(config.backbone, backbone_pretrained(config.pretrained))
     if config.image_size:
         pre["image_size"] = config.image_size
     return pre
@@ -54,9 +62,10 @@ def check_config(config: TrialConfig) -> None:
 class FERModel(nn.Module):
     def __init__(self, config: TrialConfig, num_classes: int, class_names: list[str] | None = None):
         super().__init__()
+        self.num_classes, self.class_names = num_classes, list(class_names or [])
         self.backbone = create_backbone(
             config.backbone,
-            pretrained=config.pretrained,
+            pretrained=backbone_pretrained(config.pretrained),  # a fine-tune source loads later
             image_size=config.image_size,
             multi_scale=config.fpn,
             keep_text=config.head == "prompt",
@@ -77,6 +86,7 @@ class FERModel(nn.Module):
         )
         self.head = create_head(config.head, spec)
         self.au_head = AUHead(self.head.out_features, config.au_classes) if config.au_classes else None
+        self.va_head = VAHead(self.head.out_features) if config.va_head else None
         self.preprocess = self.backbone.preprocess
         apply_freezing(self, config)
 
@@ -127,12 +137,40 @@ class FERModel(nn.Module):
         out = {"logits": logits, "features": features}
         if self.au_head is not None:
             out["au_logits"] = self.au_head(features)
+        if self.va_head is not None:
+            out["va"] = self.va_head(features)
         return out
 
 
-def create_model(config: TrialConfig, num_classes: int, class_names: list[str] | None = None) -> FERModel:
+def create_model(
+    config: TrialConfig,
+    num_classes: int,
+    class_names: list[str] | None = None,
+    init: FinetuneSource | None = None,
+) -> FERModel:
     """Build the model a trial describes. ``class_names`` feed the prompt head's text prompts
-    (other heads ignore them)."""
+    (other heads ignore them). ``init``: the finished model ``config.pretrained`` names, read by
+    the caller (fersearch/train/finetune.py), loaded into the new model; a model whose own
+    weights are loaded next is built from ``without_finetune_source(config)`` instead."""
     if num_classes < 2:
         raise ModelError(f"a classifier needs at least 2 classes; got {num_classes}")
-    return FERModel(config, num_classes, class_names)
+    kind = finetune_kind(config.pretrained)
+    if kind and init is None:
+        raise ModelError(
+            f"pretrained {config.pretrained!r} is a finished model to fine-tune from, which only "
+            f"training reads (fersearch.train.finetune.read_finetune_source); build with "
+            f"without_finetune_source(config) when the model's own weights are loaded next"
+        )
+    if init is not None and not kind:
+        raise ModelError(f"init {init.ref!r} given, but config.pretrained is {config.pretrained!r}")
+    model = FERModel(config, num_classes, class_names)
+    if init is not None:
+        load_finetune(model, init, config, class_names)
+    return model
+
+
+def without_finetune_source(config: TrialConfig) -> TrialConfig:
+    """``config`` with a fine-tune source replaced by ``pretrained: false``: for building a model
+    whose own weights are loaded next (a checkpoint, an ensemble member), so the source is
+    neither needed nor read. Preprocessing is the same either way."""
+    return config.model_copy(update={"pretrained": False}) if finetune_kind(config.pretrained) else config

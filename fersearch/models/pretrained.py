@@ -7,6 +7,15 @@
   directory holding one, or a Hugging Face cache directory (``models--org--name/...``) that
   holds the default tag's file.
 
+Fine-tuning from a finished fersearch model (fersearch/models/finetune.py loads it: the backbone,
+the neck where shapes match, the head unless the classes differ):
+
+* ``trial:STUDY/NUMBER``  a complete trial's ``best`` checkpoint, found through the study storage
+  of the process that trains (fersearch/search/finetune.py); STUDY may itself contain '/'.
+* ``ensemble:DIR#I``      member I (0-based, ``member_I.safetensors``) of an exported ensemble
+  folder; ``ensemble:DIR`` when it has one member.
+* ``<path>.json``         a trial's checkpoint file itself (``.../trial_3/best.json``).
+
 Tags are looked up in the local Hugging Face cache (``HF_HUB_CACHE``) first, with no network
 access at all. Downloading is opt-in: only with ``FERSEARCH_ALLOW_DOWNLOAD=1`` (and without
 ``HF_HUB_OFFLINE=1``) is a missing file fetched. Otherwise a missing file is one ``ModelError``
@@ -17,6 +26,7 @@ Workers on many hosts therefore never hammer the hub mid-trial, and an offline h
 from __future__ import annotations
 
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +36,42 @@ DOWNLOAD_ENV = "FERSEARCH_ALLOW_DOWNLOAD"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
 
+TRIAL_PREFIX, ENSEMBLE_PREFIX = "trial:", "ensemble:"
+CHECKPOINT_SUFFIX = ".json"
+# The sources that are a whole finished FERModel rather than a backbone's published weights.
+FINETUNE_KINDS = ("trial", "ensemble", "checkpoint")
+MAX_STUDY_NAME = 512  # what Optuna stores in a database (commands/_common.py checks --study alike)
+FINETUNE_SYNTAX = (
+    "valid: trial:STUDY/NUMBER (a complete trial's best checkpoint), ensemble:DIR#I (member I of "
+    "an exported ensemble), or a trial's checkpoint file /path/to/best.json"
+)
+
+
 @dataclass(frozen=True)
 class WeightsRequest:
-    kind: str  # "none" | "default" | "tag" | "file" | "cache_dir"
+    kind: str  # "none" | "default" | "tag" | "file" | "cache_dir" | "trial" | "ensemble" | "checkpoint"
     value: str | None = None
+
+
+def finetune_kind(value: bool | str | None) -> str | None:
+    """ "trial", "ensemble" or "checkpoint" when ``pretrained`` names a finished fersearch model,
+    else None. From the text alone: nothing is read, nothing raises."""
+    if not isinstance(value, str):
+        return None
+    if value.startswith(TRIAL_PREFIX):
+        return "trial"
+    if value.startswith(ENSEMBLE_PREFIX):
+        return "ensemble"
+    if value.endswith(CHECKPOINT_SUFFIX) and _looks_like_path(value):
+        return "checkpoint"
+    return None
+
+
+def backbone_pretrained(value: bool | str | None) -> bool | str | None:
+    """What the backbone family itself is given: a fine-tune source is loaded into the whole
+    model after it is built, so the backbone starts from random init (and its preprocessing is
+    the backbone's default, as for pretrained: false)."""
+    return False if finetune_kind(value) else value
 
 
 def parse_pretrained(value: bool | str | None) -> WeightsRequest:
@@ -38,12 +80,63 @@ def parse_pretrained(value: bool | str | None) -> WeightsRequest:
     if value is True or (isinstance(value, str) and value.lower() == "true"):
         return WeightsRequest("default")
     text = str(value)
+    kind = finetune_kind(text)
+    if kind == "trial":
+        study, number = parse_trial_ref(text)
+        return WeightsRequest("trial", f"{study}/{number}")
+    if kind == "ensemble":
+        folder, index = parse_member_ref(text)
+        return WeightsRequest("ensemble", folder if index is None else f"{folder}#{index}")
+    if kind == "checkpoint":
+        return WeightsRequest("checkpoint", str(Path(text).expanduser()))
     if not _looks_like_path(text):
         return WeightsRequest("tag", text)
     path = Path(text).expanduser()
     if path.is_dir() and any(path.glob("models--*")):
         return WeightsRequest("cache_dir", str(path))
     return WeightsRequest("file", str(local_weights_file(path)))
+
+
+def parse_trial_ref(text: str) -> tuple[str, int]:
+    """``trial:STUDY/NUMBER`` -> (STUDY, NUMBER). The study name is only ever looked up in the
+    study storage, never used as a path; it is checked as ``--study`` is (no control characters,
+    no padding, at most 512 characters). The number is the trial's number in that study."""
+    body = text[len(TRIAL_PREFIX) :] if text.startswith(TRIAL_PREFIX) else text
+    study, sep, number = body.rpartition("/")
+    shown = f"pretrained {text!r}"
+    if not sep or not study or not number:
+        raise ModelError(f"{shown} is not trial:STUDY/NUMBER (such as trial:s1/3); {FINETUNE_SYNTAX}")
+    if not (number.isascii() and number.isdigit()) or len(number) > 9:
+        raise ModelError(
+            f"{shown}: the trial number {number!r} is not a whole number of at most 9 digits; give the "
+            f"number `fersearch status --study {study}` lists, as in trial:{study}/3"
+        )
+    bad = next((c for c in study if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if study != study.strip() or bad is not None or len(study) > MAX_STUDY_NAME:
+        what = (
+            f"contains the control character {bad!r}"
+            if bad is not None
+            else ("is too long" if len(study) > MAX_STUDY_NAME else "starts or ends with whitespace")
+        )
+        raise ModelError(f"{shown}: the study name {study!r} {what}; name an existing study: trial:s1/3")
+    return study, int(number)
+
+
+def parse_member_ref(text: str) -> tuple[str, int | None]:
+    """``ensemble:DIR#I`` -> (DIR, I); ``ensemble:DIR`` -> (DIR, None): the only member."""
+    body = text[len(ENSEMBLE_PREFIX) :] if text.startswith(ENSEMBLE_PREFIX) else text
+    folder, sep, index = body.rpartition("#")
+    if not sep:
+        folder, index = body, None
+    shown = f"pretrained {text!r}"
+    if not folder or "\0" in folder:
+        raise ModelError(f"{shown} names no ensemble folder; {FINETUNE_SYNTAX}")
+    if index is not None and (not (index.isascii() and index.isdigit()) or len(index) > 6):
+        raise ModelError(
+            f"{shown}: the member index {index!r} is not a whole number; give ensemble:DIR#I with I "
+            f"the member's position in manifest.json (0 for member_0.safetensors)"
+        )
+    return str(Path(folder).expanduser()), None if index is None else int(index)
 
 
 def _looks_like_path(text: str) -> bool:

@@ -7,6 +7,10 @@ network, whatever ``FERSEARCH_ALLOW_DOWNLOAD`` says. ``fersearch weights list`` 
 
 The file names and cache folders are the families' own: ``remote()`` on the timm and open_clip
 families names the file their ``weights()`` fetches when building; IR-50 is asked directly.
+
+A finished fersearch model to fine-tune from (``trial:STUDY/N``, ``ensemble:DIR#I``, a
+``best.json``) is recognised here but checked by fersearch/search/finetune.py, which can read
+checkpoints, ensembles and the study storage: from here alone it is ``unchecked``.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from .backbones.clip import OpenClipFamily
 from .backbones.ir50 import IR50_FILE, FaceFamily, default_weights_path
 from .backbones.timm import TimmFamily
 from .pretrained import (
+    FINETUNE_KINDS,
     Remote,
     cached_hub_file,
+    finetune_kind,
     hub_fetch_command,
     missing_hub_message,
     missing_url_message,
@@ -28,8 +34,9 @@ from .pretrained import (
     url_target,
 )
 
-# "other": a family registered later, not checked here; "invalid": no such backbone or tag
-KINDS = ("none", "timm", "open_clip", "file", "face", "other", "invalid")
+# "other": a family registered later, not checked here; "invalid": no such backbone or tag;
+# "trial", "ensemble", "checkpoint": a finished fersearch model to fine-tune from
+KINDS = ("none", "timm", "open_clip", "file", "face", "other", "invalid", "trial", "ensemble", "checkpoint")
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,14 @@ class WeightsSource:
     path: str | None = None  # the local file read (present) or expected (missing)
     problem: str | None = None  # why building would fail on this host; None when usable
     fetch: str | None = None  # the command that puts a missing file in place, where one exists
+    checked: bool = True  # False: recognised, not looked for (a fine-tune source, from here alone)
 
     @property
     def status(self) -> str:
         if self.problem is not None:
             return "invalid" if self.kind == "invalid" else "missing"
+        if not self.checked:
+            return "unchecked"
         return {"none": "not needed", "other": "unchecked"}.get(self.kind, "present")
 
     @property
@@ -77,8 +87,12 @@ def weights_source(backbone: str, pretrained: bool | str) -> WeightsSource:
     base = {"backbone": backbone, "pretrained": pretrained}
     try:
         request = parse_pretrained(pretrained)
-    except ModelError as exc:  # a path that is not there (or not a weights file)
+    except ModelError as exc:  # a path that is not there (or not a weights file), a bad trial:
+        if finetune_kind(pretrained):
+            return WeightsSource(**base, kind="invalid", problem=str(exc))
         return WeightsSource(**base, kind="file", path=str(pretrained), problem=str(exc))
+    if request.kind in FINETUNE_KINDS:
+        return WeightsSource(**base, kind=request.kind, checked=False)
     if request.kind == "none":
         return WeightsSource(**base, kind="none")
     try:

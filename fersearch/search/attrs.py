@@ -10,6 +10,8 @@ DATA = "fersearch:data"  # the DataConfig every trial trains on
 BUDGET = "fersearch:n_trials"  # the study-wide trial budget
 VERSION = "fersearch:version"  # the fersearch version that created the study
 SEED_RECIPES = "fersearch:seed_recipes"  # the presets enqueued at creation
+# --warm-start-from: {"study", "top", "trials"}: the source study and its trials enqueued at creation
+WARM_START = "fersearch:warm_start"
 
 # Trial user attributes, set by the worker that runs the trial:
 CONFIG = "config"  # the resolved TrialConfig (JSON)
@@ -29,6 +31,12 @@ PRUNED_REASON = "pruned_reason"  # a pruned trial that diverged: why
 FAIL_REASON = "fail_reason"  # a failed trial: the error, one line
 PRESET = "fersearch:preset"  # the seed recipe a trial runs
 PRESET_SKIPPED = "preset_skipped"  # what of its recipe the study could not use, and why
+# A warm-started trial (--warm-start-from): {"study", "trial", "value"} of the trial it repeats,
+# and that trial's configuration (its tunable keys: the recipe it runs, like a preset's)
+WARM_START_FROM = "warm_start_from"
+WARM_START_RECIPE = "fersearch:warm_start_recipe"
+# What a re-queued copy of a trial carries over so that it runs the same recipe
+RECIPE_ATTRS = (PRESET, WARM_START_FROM, WARM_START_RECIPE)
 SURPLUS = "fersearch:surplus"  # ended unrun: the budget filled as it started
 # SIGINT/SIGTERM: the trial is failed and a copy queued to resume from its checkpoint
 INTERRUPTED = "fersearch:interrupted"
@@ -46,3 +54,7 @@ OLD_RESUME_SEED = "fersearch:seed"
 # Trial system attributes:
 HEARTBEAT = "fersearch:heartbeat"  # time.time() of the worker's last beat (liveness.py)
 RETRY_HISTORY = "retry_history"  # Optuna's: the trials a copy descends from
+# deployment budgets (a space's deploy:, fersearch/search/deploy.py)
+DEPLOY_COST = "deploy_cost"  # the model's measured latency and size, and what they hold for
+INFEASIBLE = "fersearch:infeasible"  # over a budget: which figure, the budget, by how much
+CONSTRAINTS = "fersearch:constraints"  # measured minus budget per figure (Optuna 4's samplers)

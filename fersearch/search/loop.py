@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,7 +57,10 @@ WAIT_POLL_S = {"journal": 1.0, "remote": 5.0}
 class TrialLoop:
     """Ask, run under a heartbeat, tell; between trials, fail and re-queue stale trials.
     ``stop``: a callable that turns True on SIGINT/SIGTERM, with a ``signal_name``
-    (``fersearch.train.GracefulStop``)."""
+    (``fersearch.train.GracefulStop``). ``after_trial``: callbacks with ``study.optimize``'s
+    signature, ``(study, frozen_trial)``, called with each trial this worker finishes (such as
+    optuna-integration's MLflowCallback); one that raises is reported and dropped, the worker
+    goes on."""
 
     def __init__(
         self,
@@ -67,8 +71,10 @@ class TrialLoop:
         stop,
         health: StoreHealth,
         beat_timing: Timing,
+        after_trial: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
     ):
         self.study, self.budget, self.objective = study, budget, objective
+        self.after_trial = list(after_trial or [])
         self.progress, self.stop, self.health = progress, stop, health
         self.interval, self.grace = beat_timing.interval, beat_timing.grace
         local = isinstance(storage_of(study), optuna.storages.JournalStorage)
@@ -113,9 +119,24 @@ class TrialLoop:
                 state = finished.state.name.lower()
                 self.summary.finished[state] = self.summary.finished.get(state, 0) + 1
                 self.say(_describe(finished, self.budget.last.best))
+                self.call_after_trial(finished)
             self.progress.update(task, completed=self.budget.last.counted)
         if self.stop():  # while it waited for other workers' trials
             self.say(f"worker stopped by {self.stop.signal_name}")
+
+    def call_after_trial(self, finished: optuna.trial.FrozenTrial) -> None:
+        for callback in list(self.after_trial):
+            try:
+                callback(self.study, finished)
+            except Exception as exc:  # tracking must never stop the search
+                self.after_trial.remove(callback)
+                self.progress.console.print(
+                    f"{type(callback).__name__} failed on trial {finished.number} "
+                    f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it is off for this worker",
+                    style="yellow",
+                    markup=False,
+                    soft_wrap=True,
+                )
 
     def read_budget(self) -> bool:
         """The read before asking; stale trials it shows are failed and re-queued first."""
@@ -229,6 +250,11 @@ def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None
     best_txt = "no complete trial yet" if best is None else f"best {best.value:.4f} (trial {best.number})"
     if t.state == TrialState.COMPLETE:
         return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
+    if t.state == TrialState.PRUNED and attrs.INFEASIBLE in t.user_attrs:
+        why = t.user_attrs[attrs.INFEASIBLE]
+        return (
+            f"trial {t.number:3d} [yellow]pruned[/] untrained, over the deployment budget: {why}  {best_txt}"
+        )
     if t.state == TrialState.PRUNED:
         epoch = t.user_attrs.get(attrs.PRUNED_AT_EPOCH, "?")
         reason = t.user_attrs.get(attrs.PRUNED_REASON, "")

@@ -18,6 +18,9 @@ trial's ``preset_skipped`` attribute: face/context fusion without context views,
 without AU labels, the prompt head when the space fixes a backbone that is not a CLIP tower.
 What finalize does (TTA, ensembles, calibration) is in ``NOTES``. ``pretrained`` is never set
 here: where weights come from is the study's decision (nothing downloads at run time).
+
+A warm start (fersearch/search/warm_start.py) is a recipe too: an earlier trial's configuration,
+enqueued, fitted and listed by the same functions.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from . import attrs
 from .space import CategoricalParam, FloatParam, IntParam
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # seed 000: CLIP-CAER to 70% UAR on RAER. CLIP ViT-B/16 with a learned prompt (lr 1e-3), the
+    # seed 000: CLIP-CAER to 70% UAR on RAER. CLIP ViT-B/16 (OpenAI's weights: open_clip's tag
+    # `openai`, what pretrained: true reads for CLIP) with a learned prompt (lr 1e-3), the
     # image encoder at 1e-6, face/context cross-attention fusion, ColorJitter 0.1/0.1/0.1/0.05
     # (the basic pipeline), label smoothing 0.2, 50 epochs, a smaller batch.
     "clip_caer_70": {
@@ -53,7 +57,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # weight decay 1e-3, batch 48, oversampling to 8,000 per class, progressive 5-phase
     # augmentation, cosine warm restarts, SWA from epoch 40 and self-distillation from 30 of 400.
     "convnext_emotenet": {
-        "backbone": "convnext_large",
+        "backbone": "convnext_large.fb_in22k_ft_in1k",  # ImageNet-22k, fine-tuned on 1k
         "attention": "cbam+eca+se",
         "fpn": True,
         "pool": "gem",
@@ -86,7 +90,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed 003: EfficientNet-B4, dual attention, a Bi-LSTM (hidden 512) over the 7x7 tokens,
     # AdamW 1e-4, ReduceLROnPlateau with patience 5, weighted cross-entropy, batch 32, clipping.
     "efficientnet_bilstm": {
-        "backbone": "efficientnet_b4",
+        "backbone": "efficientnet_b4.ra2_in1k",  # ImageNet-1k (RandAugment recipe 2)
         "attention": "dual",
         "head": "bilstm",
         "lstm_hidden": 512,
@@ -98,11 +102,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "grad_clip": 1.0,
     },
-    # seed 004: RAF-CE compound emotions. ConvNeXt, focal loss + label smoothing, mixup 0.2 and
-    # cutmix 1.0 (its snippets' alphas), warm-up + cosine, the albumentations pipeline, an AU
-    # head sized by the dataset's AU labels with the multi-task loss weighted 0.7/0.3.
+    # seed 004: RAF-CE compound emotions. Of its "ConvNeXt/Swin/EfficientNet from timm", Swin-Base
+    # (ImageNet-22k, fine-tuned on 1k; the compound_au space samples the others); focal loss +
+    # label smoothing, mixup 0.2 and cutmix 1.0 (its snippets' alphas), warm-up + cosine, the
+    # albumentations pipeline, an AU head sized by the dataset's AU labels with the multi-task
+    # loss weighted 0.7/0.3.
     "compound_au": {
-        "backbone": "convnext_base",
+        "backbone": "swin_base_patch4_window7_224.ms_in22k_ft_in1k",
         "augment": "strong",
         "loss": "focal",
         "focal_gamma": 2.0,
@@ -145,7 +151,9 @@ def validate_presets() -> None:
 
 
 def split_for_space(preset: dict[str, Any], space) -> tuple[dict[str, Any], list[str]]:
-    """(params to enqueue, keys skipped) for a preset in a SearchSpace (see the module doc)."""
+    """(params to enqueue, keys skipped) for a recipe (a preset, or a warm start's configuration)
+    in a SearchSpace (see the module doc). A sampled key whose ``when`` condition the enqueued
+    values rule out is neither: the trial never samples it, so there is nothing to skip."""
 
     enqueue, skipped = {}, []
     for key, value in preset.items():
@@ -155,18 +163,31 @@ def split_for_space(preset: dict[str, Any], space) -> tuple[dict[str, Any], list
         spec = space.params.get(key)
         if spec is None:
             continue
-        if isinstance(spec, CategoricalParam):
-            ok = value in spec.choices
-        elif isinstance(spec, (FloatParam, IntParam)):
-            ok = isinstance(value, (int, float)) and spec.low <= value <= spec.high
-            ok = ok and (not isinstance(spec, IntParam) or float(value).is_integer())
-        else:
-            ok = False
-        if ok:
+        if _holds(spec, value):
             enqueue[key] = value
         else:
             skipped.append(key)
-    return enqueue, skipped
+    inactive = {k for k in [*enqueue, *skipped] if k in space.params and _ruled_out(space.params[k], enqueue)}
+    enqueue = {k: v for k, v in enqueue.items() if k not in inactive}
+    return enqueue, [k for k in skipped if k not in inactive]
+
+
+def _holds(spec, value) -> bool:
+    """Whether the distribution ``spec`` contains ``value``."""
+    if isinstance(spec, CategoricalParam):
+        return value in spec.choices
+    if isinstance(spec, (FloatParam, IntParam)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and spec.low <= value <= spec.high
+        return ok and (not isinstance(spec, IntParam) or float(value).is_integer())
+    return False
+
+
+def _ruled_out(spec, enqueue: dict[str, Any]) -> bool:
+    """The spec's ``when`` condition fails on a key whose value is enqueued (sample_params' test)."""
+    when = spec.when or {}
+    allowed = {k: v if isinstance(v, list) else [v] for k, v in when.items()}
+    return any(k in enqueue and enqueue[k] not in ok for k, ok in allowed.items())
 
 
 def enqueue_presets(study: optuna.Study, space, names: list[str] | None = None) -> list[str]:
@@ -179,20 +200,34 @@ def enqueue_presets(study: optuna.Study, space, names: list[str] | None = None) 
     return names
 
 
-def preset_values(
+def recipe_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> tuple[dict[str, Any], bool] | None:
+    """(recipe values, whether it has an AU head) of a trial that runs a recipe: a seed recipe
+    (by name) or a warm start (the earlier trial's configuration, stored on the trial); None
+    for other trials."""
+    name = trial.user_attrs.get(attrs.PRESET)
+    if name:
+        return get_preset(name), name in AU_RECIPES
+    warm = trial.user_attrs.get(attrs.WARM_START_RECIPE)
+    if warm:
+        return dict(warm), bool(warm.get("au_classes"))
+    return None
+
+
+def recipe_values(
     trial: optuna.Trial,
     space,
     params: dict[str, Any] | None = None,
     has_context: bool = True,
     au_classes: int = 0,
 ) -> dict[str, Any]:
-    """The values a preset trial sets beyond its sampled ``params`` ({} for other trials), fitted
-    to the study's data (``has_context``: context views; ``au_classes``: AU labels); parts it
-    cannot use are recorded in the trial's ``preset_skipped`` attribute."""
-    name = trial.user_attrs.get(attrs.PRESET)
-    if not name:
+    """The values a recipe trial (a seed recipe or a warm start) sets beyond its sampled
+    ``params`` ({} for other trials), fitted to the study's data (``has_context``: context views;
+    ``au_classes``: AU labels); parts it cannot use are recorded in the trial's ``preset_skipped``
+    attribute."""
+    recipe = recipe_of(trial)
+    if recipe is None:
         return {}
-    values, dropped = fit_to_study(name, space, params or {}, has_context, au_classes)
+    values, dropped = fit_recipe(recipe[0], recipe[1], space, params or {}, has_context, au_classes)
     if dropped:
         skipped = list(trial.user_attrs.get(attrs.PRESET_SKIPPED, []))
         trial.set_user_attr(attrs.PRESET_SKIPPED, skipped + [k for k in dropped if k not in skipped])
@@ -202,17 +237,26 @@ def preset_values(
 def fit_to_study(
     name: str, space, params: dict[str, Any], has_context: bool, au_classes: int
 ) -> tuple[dict[str, Any], list[str]]:
-    """(values to set, keys dropped) for preset ``name`` in a study (see ``preset_values``)."""
-    preset = get_preset(name)
-    values = {k: v for k, v in preset.items() if k not in space.fixed and k not in space.params}
+    """(values to set, keys dropped) for preset ``name`` in a study (see ``recipe_values``)."""
+    return fit_recipe(get_preset(name), name in AU_RECIPES, space, params, has_context, au_classes)
+
+
+def fit_recipe(
+    recipe: dict[str, Any], au_head: bool, space, params: dict[str, Any], has_context: bool, au_classes: int
+) -> tuple[dict[str, Any], list[str]]:
+    """(values to set, keys dropped) for a recipe in a study: the keys the space leaves alone,
+    less the parts the study cannot use. ``au_head``: the recipe has an AU head, sized here by
+    the study's AU labels (``au_classes``), whatever size it had where it came from."""
+    values = {k: v for k, v in recipe.items() if k not in space.fixed and k not in space.params}
     dropped: list[str] = []
     if values.get("fusion", "none") != "none" and not has_context:
         dropped.append("fusion")
-    backbone = space.fixed.get("backbone", params.get("backbone", preset.get("backbone", "")))
+    backbone = space.fixed.get("backbone", params.get("backbone", recipe.get("backbone", "")))
     if values.get("head") == "prompt" and not str(backbone).startswith("open_clip:"):
         dropped += [k for k in PROMPT_KEYS if k in values]
     values = {k: v for k, v in values.items() if k not in dropped}
-    if name in AU_RECIPES and "au_classes" not in space.fixed and "au_classes" not in space.params:
+    if au_head and "au_classes" not in space.fixed and "au_classes" not in space.params:
+        values.pop("au_classes", None)
         if au_classes:
             values["au_classes"] = au_classes
         else:

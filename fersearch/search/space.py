@@ -104,12 +104,34 @@ class PrunerSpec(_Strict):
     n_warmup_steps: int = Field(1, ge=0)  # median only
 
 
+class DeployBudget(_Strict):
+    """``deploy:`` what every trial's model must meet to be deployable (seed 004: under 100 ms per
+    image, ensembles under 500 MB). Measured before the trial trains (fersearch/search/deploy.py):
+    the latency of one predict call of ``batch`` images in ``tta_views`` views on ``device`` with
+    ``threads`` CPU threads, and the size of the member file (``max_size_mb`` in MiB, 2**20
+    bytes, as the reports print sizes)."""
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_size_mb: float | None = Field(None, gt=0)
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int = Field(1, ge=1, le=256)
+    batch: int = Field(1, ge=1, le=1024)
+    tta_views: int = Field(1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> DeployBudget:
+        if self.max_latency_ms is None and self.max_size_mb is None:
+            raise ValueError("deploy needs max_latency_ms, max_size_mb or both")
+        return self
+
+
 class SearchSpace(_Strict):
     description: str = ""
     fixed: dict[str, Any] = Field(default_factory=dict)
     params: dict[str, Param] = Field(default_factory=dict)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    deploy: DeployBudget | None = None
 
     @property
     def max_epochs(self) -> int:

@@ -17,10 +17,12 @@ from .. import __version__
 from ..config import DataConfig
 from ..errors import StorageError, StudyNotFound
 from . import attrs
+from .deploy import sampler_options as deploy_sampler_options
 from .liveness import sweep_stale_trials as sweep
 from .presets import enqueue_presets
 from .space import SearchSpace, parse_space
 from .storage import mask_url, open_storage, resolve_url
+from .warm_start import WarmStart, enqueue_warm_start
 
 
 @dataclass
@@ -51,6 +53,8 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
             "multivariate": spec.multivariate,
             "constant_liar": True,
         }
+    if space.deploy is not None and cls is not optuna.samplers.RandomSampler:
+        kwargs |= deploy_sampler_options()  # learn where models exceed the budget
     if spec.seed is None:
         return cls(seed=None, **kwargs)
     return _seeded_per_trial(cls)(spec.seed, **kwargs)
@@ -105,6 +109,10 @@ def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     )
 
 
+def study_exists(name: str, storage_url: str | None = None) -> bool:
+    return name in study_names(open_storage(storage_url))
+
+
 def study_names(storage) -> list[str]:
     return sorted(s.study_name for s in optuna.study.get_all_study_summaries(storage))
 
@@ -116,9 +124,11 @@ def create_study(
     n_trials: int | None,
     storage_url: str | None = None,
     seed_recipes: bool = False,
+    warm_start: WarmStart | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it if it exists. Returns (study, created).
-    ``seed_recipes``: enqueue the seed documents' presets as the first trials, once, here."""
+    ``warm_start``: enqueue an earlier study's best configurations as the first trials, and
+    ``seed_recipes`` the seed documents' presets after them, once, here."""
     storage = open_storage(storage_url)
     if name in study_names(storage):
         return load_study(name, storage_url, storage=storage)[0], False
@@ -137,10 +147,12 @@ def create_study(
     study.set_user_attr(attrs.DATA, data.model_dump(mode="json"))
     study.set_user_attr(attrs.BUDGET, n_trials)
     study.set_user_attr(attrs.VERSION, __version__)
-    # ---- seed recipes: enqueued only by the process that created the study ----
+    # ---- warm start and seed recipes: enqueued only by the process that created the study ----
+    if warm_start is not None:
+        study.set_user_attr(attrs.WARM_START, enqueue_warm_start(study, space, warm_start))
     if seed_recipes:
         study.set_user_attr(attrs.SEED_RECIPES, enqueue_presets(study, space))
-    # ---- end seed recipes ----
+    # ---- end warm start and seed recipes ----
     return study, True
 
 

@@ -8,7 +8,7 @@ $FERSEARCH_ARTIFACTS, else the folder of an embedded journal file, else ./.ferse
 several hosts need it on a shared volume for a retry on another host to find the checkpoint.
 
 An interrupted trial (SIGINT/SIGTERM) is marked FAIL with the checkpoint recorded, left out of
-the study's trial budget, and a copy with the same parameters, preset and seed is enqueued
+the study's trial budget, and a copy with the same parameters, recipe and seed is enqueued
 carrying ``fersearch:resume_from``: the next worker to ask runs it from that checkpoint.
 """
 
@@ -94,8 +94,8 @@ def requeue_interrupted(study: optuna.Study, trial: optuna.Trial, exc, seed: int
         return
     trial.set_user_attr(attrs.INTERRUPTED_CHECKPOINT, str(exc.checkpoint))
     stored = {attrs.RESUME_FROM: str(exc.checkpoint), attrs.RETRY_OF: trial.number, attrs.SEED: seed}
-    if trial.user_attrs.get(attrs.PRESET):
-        stored[attrs.PRESET] = trial.user_attrs[attrs.PRESET]
+    # the same recipe (a seed recipe's name, a warm start's configuration)
+    stored.update({k: trial.user_attrs[k] for k in attrs.RECIPE_ATTRS if trial.user_attrs.get(k)})
     study.enqueue_trial(dict(trial.params), user_attrs=stored)
 
 

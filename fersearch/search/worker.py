@@ -24,20 +24,22 @@ from ..cpu_share import CpuShare, current_threads
 from ..data import load_manifest
 from ..data.decode import decode_split
 from ..metrics import summarize
-from ..models import preprocess_for
+from ..models import create_model, preprocess_for
 from ..progress import tasks
 from ..train import GracefulStop, TrainingDiverged, TrainingInterrupted, fit
 from ..train import checkpoint as ckpt
 from ..version import code_version
-from . import attrs
+from . import attrs, deploy
 from .artifacts import open_artifact_store, plot_trial_figures, upload_trial_files
 from .budget import TrialBudget
 from .devices import choose_device
+from .finetune import bind_trial_sources
 from .liveness import Heartbeat, StoreHealth, TrialLost, timing
 from .loop import TrialLoop, WorkerSummary
-from .presets import preset_values
+from .presets import recipe_values
 from .space import resolve_config, sample_params
 from .study import StudySettings, load_study
+from .tracking import TensorBoard, hparams_of, mlflow_callback
 from .trial_state import (
     checkpoint_dir_for,
     default_artifacts_dir,
@@ -67,6 +69,7 @@ class Objective:
         budget: TrialBudget | None = None,
         cpu: CpuShare | None = None,
         health: StoreHealth | None = None,
+        tensorboard: TensorBoard | None = None,
     ):
         self.study = study
         self.cpu = cpu  # None: leave the process's threads as they are (benchmarks set them)
@@ -80,6 +83,21 @@ class Objective:
         self.stop = stop
         self.health = health or StoreHealth()
         self.beat: Heartbeat | None = None  # the running trial's, set by the worker loop
+        self.tensorboard = tensorboard or TensorBoard(None)  # --tensorboard DIR: a run per trial
+
+    def _check_deploy(self, trial: optuna.Trial, config) -> None:
+        """The trial's model against the space's deployment budget (fersearch/search/deploy.py):
+        its cost goes on the trial, and a model over budget ends the trial PRUNED, untrained."""
+        task = self.progress.add_task(f"trial {trial.number}: deployment cost", total=None, info="")
+        try:
+            model = create_model(config, self.manifest.num_classes, list(self.manifest.class_names))
+            verdict = deploy.assess(self.cfg.space.deploy, model)
+            del model
+        finally:
+            self.progress.remove_task(task)
+        self._db(lambda: deploy.record(trial, verdict), f"recording trial {trial.number}'s deployment cost")
+        if not verdict.feasible:
+            raise optuna.TrialPruned(f"infeasible: {verdict.reason}")
 
     def _db(self, call, what: str):
         try:
@@ -94,6 +112,8 @@ class Objective:
             lambda: self._start(trial), f"starting trial {n}"
         )
 
+        if self.cfg.space.deploy is not None:  # before any data is decoded or epoch trained
+            self._check_deploy(trial, config)
         size = preprocess_for(config)["image_size"]
         decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
         upd = lambda done, total: self.progress.update(decode_task, completed=done, total=total)  # noqa: E731
@@ -105,6 +125,8 @@ class Objective:
         war_hist: list[float] = []
         stage_hist: list[int] = []
         task = self.progress.add_task(f"trial {n} epoch 1/{config.epochs}", total=None, info=_short(params))
+        hparams = hparams_of(config, tuple(self.cfg.space.params))
+        run = self.tensorboard.trial_run(self.study.study_name, n, hparams)
 
         def on_batch(done: int, total: int) -> None:
             self.progress.update(task, completed=done, total=total)
@@ -129,6 +151,7 @@ class Objective:
             uar_hist.append(round(rec["uar"], 5))
             war_hist.append(round(rec["war"], 5))
             stage_hist.append(rec["stage"])
+            run.epoch(rec)  # never raises: a failed write turns this trial's tracking off
             # Written again whole after a dropped connection: every write here is idempotent.
             prune = self._db(lambda: record(step), f"recording trial {n}'s epoch {step}")
             self.progress.update(
@@ -170,6 +193,7 @@ class Objective:
             raise
         finally:
             self.progress.remove_task(task)
+            run.close()
         # (TrialLost leaves the checkpoints alone: the copy resumes from them.)
         self._db(lambda: self._finish(trial, result, t0), f"finishing trial {n}")
         if self.artifact_store is not None:
@@ -184,10 +208,11 @@ class Objective:
         a dropped connection: a parameter already stored is read back, not drawn again."""
         params = sample_params(trial, self.cfg.space)
         # ---- presets, retries and checkpoints (training recipes) ----
-        # A seed-recipe trial fills in what the space leaves open; a retry of an interrupted
-        # or dead trial keeps that trial's seed and resumes from its checkpoint.
+        # A recipe trial (a seed recipe, a warm start) fills in what the space leaves open; a
+        # retry of an interrupted or dead trial keeps that trial's seed and resumes from its
+        # checkpoint.
         resume_from, seed = resume_info(trial)
-        extra = preset_values(
+        extra = recipe_values(
             trial,
             self.cfg.space,
             params,
@@ -252,6 +277,8 @@ def run_worker(
     gpu: str | None = None,
     upload_artifacts: bool = True,
     threads: int | None = None,
+    tensorboard: str | Path | None = None,
+    mlflow: str | None = None,
 ) -> WorkerSummary:
     """Run trials until the study's budget is used up (or ``timeout`` seconds have passed).
 
@@ -264,15 +291,20 @@ def run_worker(
     index, ``auto`` (the first GPU no other worker on this host holds; the CPU when there is
     none) or None (CUDA if present, else the CPU). ``threads``: CPU threads for this worker;
     None takes its share of the host's cores (``fersearch.cpu_share``), counted again while it
-    runs.
+    runs. ``tensorboard``: a folder for TensorBoard event files, one run per trial; ``mlflow``:
+    an MLflow tracking URI every finished trial is logged to (fersearch/search/tracking.py).
     """
     console = console or Console(stderr=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     beat_timing = timing()  # FERSEARCH_HEARTBEAT_INTERVAL / FERSEARCH_GRACE_PERIOD, checked first
+    say = lambda text: console.print(text, style="yellow", markup=False, soft_wrap=True)  # noqa: E731
+    board = TensorBoard(tensorboard, say)  # both checked before the study is opened
+    after_trial = [cb for cb in (mlflow_callback(mlflow),) if cb is not None]
     device, gpu_lock = choose_device(gpu)
     # one line per message, however long (a log is read with grep)
-    health = StoreHealth(lambda text: console.print(text, style="yellow", markup=False, soft_wrap=True))
+    health = StoreHealth(say)
     study, cfg = health.ride_out(lambda: load_study(study_name, storage_url), "opening the study")
+    bind_trial_sources(study)  # pretrained: trial:STUDY/N is looked up in this study's storage
     artifacts = Path(artifacts_dir) if artifacts_dir else default_artifacts_dir(storage_url)
     store = open_artifact_store(artifacts) if upload_artifacts else None
     # One read of the study per trial: the budget check, the progress line and the best trial.
@@ -285,7 +317,9 @@ def run_worker(
         GracefulStop() as stop,
     ):
         progress.console.print(f"worker: {cpu.describe()}")
-        objective = Objective(study, cfg, progress, artifacts, stop, device, store, budget, cpu, health)
-        loop = TrialLoop(study, budget, objective, progress, stop, health, beat_timing)
+        objective = Objective(
+            study, cfg, progress, artifacts, stop, device, store, budget, cpu, health, tensorboard=board
+        )
+        loop = TrialLoop(study, budget, objective, progress, stop, health, beat_timing, after_trial)
         loop.run(None if timeout is None else time.monotonic() + timeout)
     return loop.summary

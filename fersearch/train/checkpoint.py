@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import build_config
 from ..errors import ModelError
-from ..models import create_model
+from ..models import create_model, without_finetune_source
 
 LAST, INTERRUPTED, BEST = "last", "interrupted", "best"
 FORMAT_VERSION = 1
@@ -97,8 +97,9 @@ def checkpoint_path(directory: str | Path, name: str) -> Path:
     return Path(directory) / f"{name}.json"
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, state) of a checkpoint given its NAME.json (or a directory: its last.json)."""
+def read_checkpoint_state(path: str | Path) -> tuple[dict, Path]:
+    """(state, its tensor file) of a checkpoint given its NAME.json (or a directory: its
+    last.json), the tensor file checked for presence and size but not read."""
     path = Path(path)
     if path.is_dir():
         path = path / f"{LAST}.json"
@@ -106,14 +107,29 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise ModelError(f"checkpoint {str(path)!r} does not exist; give a checkpoint's .json file")
     try:
         state = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ModelError(f"checkpoint {str(path)!r} is not valid JSON ({exc})") from None
-    tensor_path = path.parent / state.get("tensors", "")
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"checkpoint {str(path)!r} is not readable JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {str(path)!r} holds no checkpoint record; give a checkpoint .json file")
+    name = state.get("tensors")
+    # only a file beside NAME.json, as save_checkpoint writes it: "../x" reads nothing elsewhere
+    if not isinstance(name, str) or not name.endswith(".safetensors") or Path(name).name != name:
+        raise ModelError(
+            f"checkpoint {str(path)!r} names tensor file {name!r}, not a .safetensors file beside it; "
+            f"give a checkpoint written by fersearch"
+        )
+    tensor_path = path.parent / name
     if not tensor_path.is_file() or tensor_path.stat().st_size != state.get("tensors_bytes"):
         raise ModelError(
             f"checkpoint {str(path)!r} names tensor file {tensor_path.name!r}, which is missing or "
             f"incomplete; resume from an older checkpoint or restart the trial"
         )
+    return state, tensor_path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, state) of a checkpoint given its NAME.json (or a directory: its last.json)."""
+    state, tensor_path = read_checkpoint_state(path)
     try:
         tensors = load_file(str(tensor_path))
     except Exception as exc:  # safetensors raises its own error types on corrupt files
@@ -179,7 +195,15 @@ def restore_rng(tensors: dict[str, torch.Tensor], generator: torch.Generator) ->
 def save_model_checkpoint(
     directory: str | Path, model: torch.nn.Module, config_json: dict, info: dict
 ) -> Path:
-    state = {"kind": "model", "config": config_json, "preprocess": getattr(model, "preprocess", None), **info}
+    state = {
+        "kind": "model",
+        "config": config_json,
+        "preprocess": getattr(model, "preprocess", None),
+        # what fine-tuning from it compares (fersearch/models/finetune.py); a FERModel has both
+        "num_classes": getattr(model, "num_classes", None),
+        "class_names": list(getattr(model, "class_names", None) or []) or None,
+        **info,
+    }
     return save_checkpoint(directory, BEST, prefixed("model", model.state_dict()), state)
 
 
@@ -187,7 +211,7 @@ def load_model_checkpoint(path: str | Path, num_classes: int) -> torch.nn.Module
     tensors, state = load_checkpoint(path)
     if "config" not in state:
         raise ModelError(f"checkpoint {str(path)!r} carries no config; it cannot rebuild its model")
-    model = create_model(build_config(state["config"]), num_classes)
+    model = create_model(without_finetune_source(build_config(state["config"])), num_classes)
     try:
         model.load_state_dict(unprefixed("model", tensors))
     except RuntimeError as exc:

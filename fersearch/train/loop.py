@@ -4,7 +4,8 @@ One epoch = the curriculum's plan for it (stage, class-weight cap, sampler, logi
 multiplier, augmentation strength) -> an index order from the sampler -> steps of: fetch +
 augment a batch on the device, mix (mixup/cutmix), loss, backward, clip, optimiser (or SAM's
 two passes), EMA -> SWA update -> validation UAR/WAR/macro-F1 (of the EMA weights when EMA is
-on) -> a ``last`` checkpoint -> ``on_epoch`` (the search worker reports to Optuna there and may prune).
+on; with a VA head and VA labels also valence/arousal CCC and RMSE) -> a ``last`` checkpoint
+-> ``on_epoch`` (the search worker reports to Optuna there and may prune).
 
 Never loses work: with ``checkpoint_dir`` every epoch ends with an atomic checkpoint of
 everything needed to continue (weights, optimiser, schedule, EMA/SWA, RNG states, sampler
@@ -30,15 +31,17 @@ from ..data.loader import make_train_loader, strength_at
 from ..data.sampling import class_prior, epoch_order, inverse_frequency_weights
 from ..data.views import pack
 from ..errors import ModelError
-from ..metrics import summarize
-from ..models import create_model
+from ..metrics import summarize, va_scores
+from ..models import create_model, without_finetune_source
+from ..models.pretrained import finetune_kind
 from ..runtime import autocast, resolve_device, to_input
 from .augment import basic_on_device, flip_and_shift
 from .checkpoint import INTERRUPTED, LAST, save_checkpoint, save_model_checkpoint
 from .curriculum import epoch_at, epoch_plan
 from .distill import Teacher, load_teacher
-from .evaluate import predict_probs
-from .losses import au_bce, distillation_kl, focal_loss, smooth_one_hot, soft_cross_entropy
+from .evaluate import predict_outputs, predict_probs
+from .finetune import read_finetune_source
+from .losses import au_bce, distillation_kl, focal_loss, smooth_one_hot, soft_cross_entropy, va_ccc_loss
 from .mixing import mix_batch
 from .optim import SAM
 from .schedule import set_lr
@@ -101,11 +104,13 @@ def _rows_to(au, rows, device: torch.device) -> torch.Tensor | None:
 
 
 def loader_batch(batch, train: SplitArrays, preprocess: dict, device: torch.device):
-    """A (uint8 images, labels, indices) batch from the data loader -> what get_batch returns."""
+    """A (uint8 images, labels, indices) batch from the data loader -> what get_batch returns,
+    and the rows' valence/arousal (B, 2) or None (see ``_batches``)."""
     images, labels, idx = batch
     x = to_input(images.to(device, non_blocking=True), preprocess["mean"], preprocess["std"])
     au = _rows_to(getattr(train, "au", None), idx, device)
-    return x, labels.to(device, non_blocking=True), au
+    va = _rows_to(getattr(train, "va", None), idx, device)
+    return x, labels.to(device, non_blocking=True), au, va
 
 
 @dataclass
@@ -151,7 +156,7 @@ def fit(
     torch.manual_seed(config.seed)  # weight init, dropout
     gen = torch.Generator().manual_seed(config.seed)  # augmentation and mixing
     device = resolve_device(config.device)
-    model = _model(config, train, val, num_classes, model, class_names, device)
+    model = _model(config, train, val, num_classes, model, class_names, device, resume_from is not None)
     st = TrainState.start(config, model, gen)
     run = _setup(config, train, num_classes, model.preprocess, device, st)
     start_epoch, start_step, carried_loss = 0, 0, 0.0
@@ -190,12 +195,25 @@ def fit(
     return _finish(run, st, train, val, checkpoint_dir)
 
 
-def _model(config, train, val, num_classes, model, class_names, device) -> torch.nn.Module:
+def _model(config, train, val, num_classes, model, class_names, device, resuming: bool) -> torch.nn.Module:
     if config.fusion != "none" and (train.context is None or val.context is None):
         raise ModelError(
             f"fusion {config.fusion!r} fuses face and context views, but this dataset has no context "
             f"views; use a clip dataset in the raer layout (`fersearch synth --context`), or fusion: none"
         )
+    if config.va_head and (getattr(train, "va", None) is None or getattr(val, "va", None) is None):
+        raise ModelError(
+            "va_head: true trains a valence/arousal head, but this dataset has no valence/arousal "
+            "values; use AffectNet (its CSV's valence and arousal columns, or the "
+            "<id>_val.npy/<id>_aro.npy annotations), or va_head: false"
+        )
+    if model is None and finetune_kind(config.pretrained):
+        # fine-tuning from a finished model; a resumed run's checkpoint holds the weights already
+        if resuming:
+            model = create_model(without_finetune_source(config), num_classes, class_names)
+        else:
+            source = read_finetune_source(config.pretrained)
+            model = create_model(config, num_classes, class_names, init=source)
     model = (model if model is not None else create_model(config, num_classes, class_names)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -229,17 +247,21 @@ def _setup(config, train, num_classes, pre, device, st: TrainState) -> _Run:
 
 
 def _batches(run: _Run, st: TrainState, train, loader, epoch: int, order, first_step: int, steps: int, aug):
-    """The epoch's batches from ``first_step`` on, as (input, labels, AU targets): from the data
-    loader when an albumentations pipeline runs on the CPU, else built and augmented here."""
+    """The epoch's batches from ``first_step`` on, as (input, labels, AU targets, VA targets):
+    from the data loader when an albumentations pipeline runs on the CPU, else built and
+    augmented here. VA targets (B, 2), NaN = unlabelled, only when the model has a VA head."""
+    va = getattr(train, "va", None) if run.config.va_head else None
     bs = run.batch_size
     if loader is not None:
         rest = order[first_step * bs : steps * bs].numpy()  # resumed: from first_step
         for batch in loader.epoch(epoch, order=rest, first_step=first_step):
-            yield loader_batch(batch, train, run.pre, run.device)
+            x, labels, au, va_rows = loader_batch(batch, train, run.pre, run.device)
+            yield x, labels, au, (va_rows if va is not None else None)
         return
     for step in range(first_step, steps):
         idx = order[step * bs : (step + 1) * bs]
-        yield get_batch(train, idx, run.config, run.pre, run.device, st.gen, run.use_context, aug)
+        x, labels, au = get_batch(train, idx, run.config, run.pre, run.device, st.gen, run.use_context, aug)
+        yield x, labels, au, _rows_to(va, idx.numpy(), run.device)
 
 
 def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, loss_sum, save, stop, on_batch):
@@ -263,19 +285,20 @@ def _train_epoch(run: _Run, st: TrainState, train, loader, epoch, first_step, lo
             raise TrainingInterrupted(save(INTERRUPTED, epoch, step, losses.total), epoch, step)
         factor = st.schedule.lr_factor(epoch + step / steps, stage.lr_mult, in_swa)
         set_lr(st.optimizer, factor, config.swa_lr)
-        x, labels, au = next(batches)
+        x, labels, au, va = next(batches)
         y = smooth_one_hot(labels, K, config.label_smoothing)  # (B, K) soft targets
-        targets = [y] if au is None else [y, au]
+        extra = [t for t in (au, va) if t is not None]  # mixed like the labels (NaN stays NaN)
         mixing = (config.mixup_alpha, config.cutmix_alpha, config.mix_prob, config.cutmix_switch_prob)
-        x, targets = mix_batch(x, targets, st.gen, *mixing)
-        y, au = targets[0], (targets[1] if au is not None else None)
+        x, targets = mix_batch(x, [y, *extra], st.gen, *mixing)
+        y, mixed = targets[0], iter(targets[1:])
+        au, va = (next(mixed) if au is not None else None), (next(mixed) if va is not None else None)
         if run.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         teacher = run.teacher or (run.self_teacher if epoch >= run.distill_epoch else None)
         teacher_probs = teacher.probs(x, run.pre, config.distill_temperature) if teacher is not None else None
 
         def loss_fn() -> torch.Tensor:
-            return _loss(run, st.model, x, y, au, class_weights, stage.tau, teacher_probs)
+            return _loss(run, st.model, x, y, au, va, class_weights, stage.tau, teacher_probs)
 
         losses.add(_optimizer_step(st, config, loss_fn, skip_nonfinite=run.check_every == 1))
         if len(losses.pending) >= run.check_every:
@@ -312,10 +335,10 @@ class _Losses:
         self.pending.clear()
 
 
-def _loss(run: _Run, model, x, labels_soft, au, class_weights, tau, teacher_probs) -> torch.Tensor:
+def _loss(run: _Run, model, x, labels_soft, au, va, class_weights, tau, teacher_probs) -> torch.Tensor:
     config = run.config
     with autocast(run.device):
-        out = model(x)  # {"logits": (B, K), "features": ..., optional "au_logits": (B, A)}
+        out = model(x)  # {"logits": (B, K), "features": ..., optional "au_logits": (B, A), "va": (B, 2)}
     logits = out["logits"]
     if config.loss == "focal":
         task = focal_loss(logits, labels_soft, config.focal_gamma, class_weights, run.log_prior, tau)
@@ -326,6 +349,8 @@ def _loss(run: _Run, model, x, labels_soft, au, class_weights, tau, teacher_prob
         task = (1 - config.distill_alpha) * task + config.distill_alpha * kd
     if au is not None and "au_logits" in out and config.au_loss_weight > 0:
         task = task + config.au_loss_weight * au_bce(out["au_logits"], au)
+    if va is not None and "va" in out and config.va_loss_weight > 0:
+        task = task + config.va_loss_weight * va_ccc_loss(out["va"], va)
     return task
 
 
@@ -359,7 +384,7 @@ def _optimizer_step(
 def _validate(run: _Run, st: TrainState, val, epoch: int, train_loss: float, keep: str) -> dict:
     stage = run.plan[epoch]
     val_context = val.context if run.use_context else None
-    probs = predict_probs(st.scored, val.images, run.pre, run.device, context=val_context)
+    probs, va = predict_outputs(st.scored, val.images, run.pre, run.device, context=val_context)
     m = summarize(val.labels, probs.argmax(1), run.num_classes)
     st.schedule.end_epoch(m["uar"])
     record = {
@@ -375,6 +400,10 @@ def _validate(run: _Run, st: TrainState, val, epoch: int, train_loss: float, kee
         "war": m["war"],
         "macro_f1": m["macro_f1"],
     }
+    if (
+        va is not None and getattr(val, "va", None) is not None
+    ):  # valence/arousal CCC and RMSE on the labelled rows
+        record.update({k: v for k, v in va_scores(va, val.va).items() if k != "va_labelled"})
     st.result.history.append(record)
     st.keep_best(m["uar"], epoch, probs, always=keep == "last")
     return record

@@ -11,6 +11,9 @@ Every classification loss takes (B, K) logits and (B, K) target distributions:
   tau * log(prior) to the logits inside the loss only; prediction uses the raw logits, which
   then carry a margin in favour of rare classes.
 * ``au_bce``: multi-label action-unit loss for a multi-task head.
+* ``va_ccc_loss``: 1 - CCC per dimension of the valence/arousal head, over the batch's labelled
+  rows (CCC is what AffectNet VA is scored by; MSE alone pulls predictions towards the mean,
+  which keeps RMSE low but the variance, and so CCC, too small).
 * ``distillation_kl``: Hinton et al.'s KL(teacher_T || student_T) * T^2.
 """
 
@@ -72,6 +75,26 @@ def au_bce(au_logits: torch.Tensor, au_targets: torch.Tensor) -> torch.Tensor:
     if not known.any():
         return au_logits.sum() * 0.0  # keeps the graph; nothing to learn from this batch
     return F.binary_cross_entropy_with_logits(au_logits[known], au_targets[known])
+
+
+def va_ccc_loss(va: torch.Tensor, va_targets: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Mean over valence and arousal of 1 - CCC, each over the batch rows whose target is not
+    NaN (unlabelled rows add nothing). A dimension with fewer than two labelled rows has no
+    CCC and is left out; a batch with none at all gives 0 (the graph kept)."""
+    va, va_targets = va.float(), va_targets.float().to(va.device)
+    terms = []
+    for d in range(va.shape[1]):
+        known = ~torch.isnan(va_targets[:, d])
+        if int(known.sum()) < 2:
+            continue
+        x, y = va[known, d], va_targets[known, d]
+        xm, ym = x.mean(), y.mean()
+        cov = ((x - xm) * (y - ym)).mean()
+        den = x.var(unbiased=False) + y.var(unbiased=False) + (xm - ym) ** 2
+        terms.append(1.0 - 2.0 * cov / (den + eps))
+    if not terms:
+        return va.sum() * 0.0
+    return torch.stack(terms).mean()
 
 
 def distillation_kl(

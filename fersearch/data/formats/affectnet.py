@@ -9,6 +9,11 @@ CSV layout (the original release)::
 
 Images are full photos: each is cropped to its face box by the cache.
 
+Valence and arousal (``valence``, ``arousal`` columns; ``<id>_val.npy`` and ``<id>_aro.npy`` in
+the later layout) become ``Manifest.va_targets`` when any image has them. A value outside
+[-1, 1] (the release writes -2 for "no value", on None/Uncertain/No-Face images) or one that is
+not a number is unlabelled (NaN): the VA head learns nothing from it and it is not scored.
+
 Images + annotations layout (the later release, faces already cropped)::
 
     train_set/images/<id>.jpg   train_set/annotations/<id>_exp.npy
@@ -23,6 +28,7 @@ drops Contempt. AffectNet's official validation set is the usual *test* set, so 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,8 @@ DESCRIPTION = (
 )
 DESCRIPTION7 = "AffectNet without Contempt (7 classes); choose it with --format affectnet7"
 COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "expression")
+VA_COLUMNS = ("valence", "arousal")  # optional: read when the header has both
+VA_FILES = ("_val.npy", "_aro.npy")  # the later layout: beside <id>_exp.npy
 
 
 def _csv_dir(root: Path) -> Path | None:
@@ -73,7 +81,7 @@ def _read(root: Path, num_classes: int) -> Manifest:
     dropped: dict[str, int] = {}
     boxes: dict[str, Box] | None = None
     if (csv_dir := _csv_dir(root)) is not None:
-        splits, boxes = {}, {}
+        splits, boxes, va = {}, {}, {}
         image_root = Path(IMAGE_DIR) if (root / IMAGE_DIR).is_dir() else Path(".")
         rows = []
         for split, file in CSV_FILES.items():
@@ -81,7 +89,7 @@ def _read(root: Path, num_classes: int) -> Manifest:
                 splits[split] = []
                 rows += [(ref, (split, *value), where) for ref, value, where in _read_csv(csv_dir / file)]
         # one image in both files would be trained on and tested on: an error, as any conflict
-        for ref, (split, code, box), where in unique(rows, "split, expression and face box"):
+        for ref, (split, code, box, va_pair), where in unique(rows, "split, expression, face box and VA"):
             if not _keep(code, num_classes, dropped):
                 continue
             if box is None:
@@ -91,13 +99,14 @@ def _read(root: Path, num_classes: int) -> Manifest:
             ref = str(image_root / ref)
             if box[2] > 0 and box[3] > 0:
                 boxes[ref] = box
+            if va_pair is not None:
+                va[ref] = va_pair
             splits[split].append((ref, code))
     elif _is_npy_layout(root):
-        splits = {
-            split: _read_npy(root, folder, num_classes, dropped)
-            for split, folder in NPY_SETS.items()
-            if (root / folder / "annotations").is_dir()
-        }
+        splits, va = {}, {}
+        for split, folder in NPY_SETS.items():
+            if (root / folder / "annotations").is_dir():
+                splits[split] = _read_npy(root, folder, num_classes, dropped, va)
     else:
         raise DataError(f"{str(root)!r} is not an AffectNet layout ({DESCRIPTION})")
     if not splits.get("train"):
@@ -109,8 +118,26 @@ def _read(root: Path, num_classes: int) -> Manifest:
         class_names=CLASS_NAMES[:num_classes],
         splits=splits,
         boxes=boxes,
+        va_targets=_va_targets(va, {ref for items in splits.values() for ref, _ in items}),
         notes=notes,
     )
+
+
+def _va_targets(va: dict[str, tuple[float, float]], kept: set[str]) -> dict | None:
+    """The kept images' (valence, arousal) with a missing value as NaN; None when no kept image
+    has a single value (the dataset has no VA labels to learn from)."""
+    out = {ref: tuple(math.nan if x is None else x for x in pair) for ref, pair in va.items() if ref in kept}
+    labelled = any(not math.isnan(x) for pair in out.values() for x in pair)
+    return out if labelled else None
+
+
+def _va_value(text: str) -> float | None:
+    """A valence or arousal value in [-1, 1]; None for anything else (-2 is "no value")."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if -1.0 <= value <= 1.0 else None  # (NaN fails both comparisons)
 
 
 def _keep(code: int, num_classes: int, dropped: dict[str, int]) -> bool:
@@ -122,7 +149,8 @@ def _keep(code: int, num_classes: int, dropped: dict[str, int]) -> bool:
 
 
 def _read_csv(path: Path) -> list[tuple[str, tuple, str]]:
-    """(image path, (expression code, face box or None), "file:line") for every row."""
+    """(image path, (expression code, face box or None, (valence, arousal) or None),
+    "file:line") for every row; a missing VA value is None inside the pair."""
     rows = []
     with open_text(path) as fh:
         reader = csv.reader(fh)
@@ -131,7 +159,8 @@ def _read_csv(path: Path) -> list[tuple[str, tuple, str]]:
         missing = [c for c in COLUMNS if c not in col]
         if missing:
             raise DataError(f"{path}:1: header lacks column(s) {', '.join(missing)}; got {header[:9]}")
-        last = max(col[c] for c in COLUMNS)
+        has_va = all(c in col for c in VA_COLUMNS)
+        last = max(col[c] for c in COLUMNS + (VA_COLUMNS if has_va else ()))
         for lineno, row in enumerate(reader, start=2):
             if not row:
                 continue
@@ -143,22 +172,31 @@ def _read_csv(path: Path) -> list[tuple[str, tuple, str]]:
                 box: tuple[float, ...] | None = tuple(float(row[col[c]]) for c in COLUMNS[1:5])
             except ValueError:
                 box = None  # an error only if the row is kept (see _read)
-            rows.append((row[col["subDirectory_filePath"]].strip(), (code, box), where))
+            va = tuple(_va_value(row[col[c]]) for c in VA_COLUMNS) if has_va else None
+            rows.append((row[col["subDirectory_filePath"]].strip(), (code, box, va), where))
     return rows
 
 
-def _read_npy(root: Path, folder: str, k: int, dropped: dict) -> list[tuple[str, int]]:
+def _read_npy(root: Path, folder: str, k: int, dropped: dict, va: dict) -> list[tuple[str, int]]:
+    """The kept images of one set; their (valence, arousal) go into ``va`` when both files exist."""
     items = []
     for ann in sorted((root / folder / "annotations").glob("*_exp.npy")):
-        where = str(ann)
-        try:
-            value = np.load(ann, allow_pickle=False)  # never unpickle: plain arrays only
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{where}: cannot read the expression ({exc})") from None
-        v = np.asarray(value).reshape(-1)[0]
-        text = str(int(v)) if np.issubdtype(type(v), np.number) and float(v).is_integer() else str(v)
-        code = parse_label(text.strip(), 0, 10, where)
+        code = parse_label(_npy_text(ann, "expression"), 0, 10, str(ann))
         if _keep(code, k, dropped):
             stem = ann.name[: -len("_exp.npy")]
-            items.append((f"{folder}/images/{stem}.jpg", code))
+            ref = f"{folder}/images/{stem}.jpg"
+            items.append((ref, code))
+            files = [ann.with_name(stem + suffix) for suffix in VA_FILES]
+            if all(f.is_file() for f in files):
+                va[ref] = tuple(_va_value(_npy_text(f, "valence/arousal")) for f in files)
     return items
+
+
+def _npy_text(path: Path, what: str) -> str:
+    """The first value of a one-value .npy file as text (the release stores strings)."""
+    try:
+        value = np.load(path, allow_pickle=False)  # never unpickle: plain arrays only
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read the {what} ({exc})") from None
+    v = np.asarray(value).reshape(-1)[0]
+    return (str(int(v)) if np.issubdtype(type(v), np.number) and float(v).is_integer() else str(v)).strip()

@@ -12,6 +12,7 @@ import difflib
 
 from ...errors import ModelError
 from ...registry import Registry
+from ..pretrained import backbone_pretrained, finetune_kind
 from .base import Backbone, FeatureMaps
 from .clip import OpenClipFamily
 from .ir50 import FaceFamily
@@ -128,7 +129,7 @@ def backbone_width(name: str, multi_scale: bool = False) -> int:
 def backbone_preprocess(name: str, pretrained: bool | str = False) -> dict:
     """mean, std, image_size from the backbone's own (pretrained) config, without building it."""
     family, rest = _split(name)
-    return family.preprocess(rest, pretrained)
+    return family.preprocess(rest, backbone_pretrained(pretrained))  # a fine-tune source: the default
 
 
 def create_backbone(
@@ -138,6 +139,11 @@ def create_backbone(
     multi_scale: bool = False,
     keep_text: bool = False,
 ) -> Backbone:
+    if finetune_kind(pretrained):
+        raise ModelError(
+            f"pretrained {pretrained!r} is a whole finished model, not backbone weights: build it "
+            f"with create_model(config, ..., init=source), which loads its backbone, neck and head"
+        )
     family, rest = _validated(name)
     return family.create(
         rest, pretrained=pretrained, image_size=image_size, multi_scale=multi_scale, keep_text=keep_text

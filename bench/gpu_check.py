@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from processes import run_together  # noqa: E402  (bench/processes.py)
 
 CLASSES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
 
@@ -354,14 +356,7 @@ def run_workers(n: int, plan: Plan, work: Path, data: Path, space: Path, device:
         "FERSEARCH_LOCK_DIR": str(work / "locks"),
         "FERSEARCH_ARTIFACTS": str(work / f"art{n}"),
     }
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(n)]  # fmt: skip
-    errors = [p.communicate()[1] for p in procs]
-    seconds = time.perf_counter() - t0
-    for p, err in zip(procs, errors):
-        if p.returncode != 0:
-            raise SystemExit(f"a worker of the {n}-worker run failed:\n{err[-3000:]}")
+    seconds = run_together(cmd, n, env, f"the {n}-worker run")
     import optuna
 
     from fersearch.search.storage import open_storage

@@ -37,6 +37,7 @@ from fersearch.search import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quiet  # noqa: E402
+from processes import run_together  # noqa: E402
 
 SPACE = {
     "description": "bench/workers.py: fixed-size trials",
@@ -66,14 +67,8 @@ def run_arm(name: str, data: Path, space: Path, trials: int, work: Path) -> dict
     cmd = [*fer, "worker", "--study", "b", "--storage", storage] + (
         ["--threads", str(threads)] if threads else []
     )
-    t0, started = time.perf_counter(), datetime.now()
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(workers)]  # fmt: skip
-    errs = [p.communicate()[1] for p in procs]
-    wall = time.perf_counter() - t0
-    for p, e in zip(procs, errs):
-        if p.returncode != 0:
-            raise SystemExit(f"arm {name}: a worker failed:\n{e[-2000:]}")
+    started = datetime.now()
+    wall = run_together(cmd, workers, env, f"arm {name}")
     import optuna
 
     from fersearch.search.storage import open_storage

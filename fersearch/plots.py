@@ -111,3 +111,26 @@ def recall_png(recall: list[float], class_names: list[str]) -> bytes:
     ax.legend(loc="upper right")
     fig.tight_layout()
     return _png(fig)
+
+
+def budget_png(budget: dict) -> bytes:
+    """finalize under a deployment budget: every candidate (view set x greedy member prefix) by
+    its estimated latency and validation UAR, the chosen one ringed, the budget as a line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    points = budget["candidates"]
+    for view_set in dict.fromkeys(c["view_set"] for c in points):
+        mine = [c for c in points if c["view_set"] == view_set]
+        ax.plot([c["latency_ms"] for c in mine], [c["val_uar"] for c in mine], "o-", label=f"TTA {view_set}")
+    chosen = next(c for c in points if c["chosen"])
+    ax.scatter([chosen["latency_ms"]], [chosen["val_uar"]], s=180, facecolors="none", edgecolors="#b42318",
+               linewidths=2, label="chosen", zorder=4)  # fmt: skip
+    if budget["budget"]["max_latency_ms"] is not None:
+        ax.axvline(
+            budget["budget"]["max_latency_ms"], color="#888", linestyle="--", linewidth=1, label="budget"
+        )
+    ax.set_xlabel(f"estimated ms per image ({budget['budget']['threads']} CPU thread(s), batch 1)")
+    ax.set_ylabel("validation UAR")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

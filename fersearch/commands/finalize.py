@@ -58,11 +58,27 @@ def finalize(
     storage: StorageOpt = None,
     threads: ThreadsOpt = None,
     tensorboard: TensorBoardOpt = None,
+    max_latency_ms: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Deployment budget: choose members and TTA views so one image (batch 1, torch, "
+            "--budget-threads CPU threads) is predicted within this many ms.",
+        ),
+    ] = None,
+    max_size_mb: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Deployment budget: the members' files together within this many MiB."),
+    ] = None,
+    budget_threads: Annotated[
+        int, typer.Option(min=1, help="CPU threads the latency budget is measured on.")
+    ] = 1,
 ) -> None:
     """Retrain the top-K trials (resumable), choose TTA, ensemble weights and calibration on
     validation, read the test split once for the report, export the ensemble."""
     from ..cpu_share import CpuShare
     from ..finalize import finalize as run_finalize
+    from ..finalize.budget import Budget
 
     check_output_dir(out, "--out")
     check_tracking(tensorboard)
@@ -79,6 +95,7 @@ def finalize(
             tta_mode=tta,
             onnx=onnx,
             tensorboard=tensorboard,
+            budget=Budget(max_latency_ms, max_size_mb, budget_threads),
         )
     err.print(f"report: {lit(paths['html'])}")
     err.print(f"ensemble: {lit(paths['ensemble'])}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +31,17 @@ from ..data import load_manifest
 from ..data.cache import SplitArrays
 from ..data.views import packed_split
 from ..ensemble import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk, tta
+from ..ensemble.cost import torch_threads
 from ..ensemble.probs import apply_bias, combine
 from ..errors import InvalidArgument, ModelError, one_of
 from ..models import preprocess_for
-from ..progress import tasks
+from ..progress import bar, tasks
 from ..runtime import resolve_device
 from ..search.finetune import bind_trial_sources
 from ..search.study import load_study
 from ..search.tracking import TensorBoard, hparams_of
 from ..train.evaluate import predict_views
+from .budget import Budget, choose_under_budget, measure_members
 from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
 from .report import build_report, member_info, write_report
@@ -46,7 +49,7 @@ from .retrain import MemberStore, Splits, TrainedMember, save_array, train_membe
 from .select import MemberSpec, member_specs, top_trials
 from .stages import Choices, TestResults
 from .va import va_on_test
-from .weighting import choose_weights, score
+from .weighting import Selection, choose_weights, score
 
 RETRAIN_ON = ("train", "train+val")
 TTA_MODES = ("auto", *tta.VIEW_SETS)
@@ -99,9 +102,11 @@ def finalize(
     latency_images: int = 16,
     onnx: bool | None = None,
     tensorboard: str | Path | None = None,
+    budget: Budget | None = None,
 ) -> dict[str, Path]:
     """onnx: also write ONNX files; None = when the optional onnx extra is installed.
-    tensorboard: a folder for TensorBoard event files, one run per member trained here."""
+    tensorboard: a folder for TensorBoard event files, one run per member trained here.
+    budget: members and TTA views chosen so the deployed ensemble meets it (finalize/budget.py)."""
     _check_args(top, seeds, retrain_on, cv, tta_mode)
     if onnx and not onnx_available():  # before hours of retraining, not after
         raise ModelError(
@@ -128,7 +133,8 @@ def finalize(
         members = _train_members(specs, splits, store, views, progress, label, board=board, study=study_name)
     # 2-4. Every choice on validation only.
     val_labels = splits.get("val", preprocess_for(specs[0].config)["image_size"]).labels
-    choices = choose_on_validation(members, [v.name for v in views], val_labels, manifest.num_classes)
+    within = _within_budget(members, views, val_labels, manifest.num_classes, budget, console)
+    choices = choose_on_validation(members, [v.name for v in views], val_labels, manifest.num_classes, within)
     console.print(_describe_choices(choices))
     # 5. The deployed members: the selected train-only members, or their train+val refits.
     deployed = [members[i] for i in choices.selected]
@@ -147,6 +153,8 @@ def finalize(
     ensemble_dir, onnx_files = _export(out, members, deployed, choices, manifest, retrain_on, onnx, console)
     deploy = _measure_deployment(ensemble_dir, splits, latency_images, bool(onnx_files))
     deploy["onnx_files"] = onnx_files
+    if within is not None:
+        deploy["budget"] = {**within, **_budget_check(ensemble_dir, splits, latency_images, budget)}
     _save_predictions(out / "predictions.npz", members, choices, test)
     report = build_report(
         study_name,
@@ -233,12 +241,20 @@ def _train_members(
     return members
 
 
-def choose_on_validation(members: list[TrainedMember], view_names, val_labels, n_cls: int) -> Choices:
-    """Steps 2-4: the TTA view set, the ensemble weights and the calibration offsets."""
+def choose_on_validation(
+    members: list[TrainedMember], view_names, val_labels, n_cls: int, within: dict | None = None
+) -> Choices:
+    """Steps 2-4: the TTA view set, the ensemble weights and the calibration offsets. ``within``:
+    the view set and members a deployment budget allows (finalize/budget.py); the weights are
+    then chosen among those members only."""
     member_views = np.stack([m.predictions("held_views") for m in members])  # (M, V, Nval, K)
     tta_choice = choose_view_set(member_views, view_names, val_labels, n_cls)
+    if within is not None:
+        tta_choice["chosen"] = within["view_set"]
     member_val = np.stack([_apply_views(m, tta_choice["chosen"]) for m in members])  # (M, Nval, K)
-    selection, decision = choose_weights(member_val, val_labels, n_cls)
+    allowed = within["members"] if within is not None else list(range(len(members)))
+    selection, decision = choose_weights(member_val[allowed], val_labels, n_cls)
+    selection = _on_all_members(selection, allowed, len(members))
     weights = np.asarray(selection.weights)
     val_raw = combine(member_val, weights)
     fitted = fit_bias(val_raw, val_labels, n_cls)
@@ -260,6 +276,58 @@ def choose_on_validation(members: list[TrainedMember], view_names, val_labels, n
         crossfit=crossfit,
         calibration_applied=bool(applied),
     )
+
+
+def _on_all_members(sel: Selection, allowed: list[int], m: int) -> Selection:
+    """A selection made among ``allowed`` members, indexed over all ``m`` (0 for the others)."""
+    if allowed == list(range(m)):
+        return sel
+    weights, counts = [0.0] * m, [0] * m
+    for j, i in enumerate(allowed):
+        weights[i], counts[i] = sel.weights[j], sel.counts[j]
+    steps = [{**step, "added": allowed[step["added"]]} for step in sel.steps]
+    return replace(sel, weights=weights, counts=counts, steps=steps)
+
+
+def _within_budget(members, views, val_labels, n_cls: int, budget: Budget | None, console) -> dict | None:
+    """The view set and members a deployment budget allows, chosen on validation; None without one."""
+    if budget is None or not budget.active:
+        return None
+    names = [v.name for v in views]
+    counts = [len(v) for v in tta.VIEW_SETS.values() if set(v) <= set(names)]
+    with bar(f"finalize: measuring {len(members)} members for the budget", console) as update:
+        models = []
+        for i, m in enumerate(members):
+            models.append(m.load_model(n_cls))
+            update(i + 1, len(members))
+        costs = measure_members(models, counts, budget.threads)
+    member_views = np.stack([m.predictions("held_views") for m in members])
+    within = choose_under_budget(member_views, names, val_labels, n_cls, costs, budget)
+    within["member_costs"] = [{"member": m.id, **c} for m, c in zip(members, costs)]
+    chosen = next(c for c in within["candidates"] if c["chosen"])
+    console.print(
+        f"deployment budget: TTA {chosen['view_set']}, members {chosen['members']}: "
+        f"{chosen['latency_ms']:.1f} ms per image on {budget.threads} thread(s), "
+        f"{chosen['size_mib']:.1f} MiB "
+        f"(val UAR {chosen['val_uar']:.4f}); {len(within['candidates'])} candidates"
+    )
+    return within
+
+
+def _budget_check(ensemble_dir: Path, splits: Splits, n_images: int, budget: Budget) -> dict:
+    """The exported ensemble measured as the budget states it (torch, its threads, batch 1)."""
+    ens = load_ensemble(ensemble_dir)
+    use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
+    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
+    with torch_threads(budget.threads):
+        median, p90 = _latency(ens, by_size, min(len(a) for a in by_size.values()))
+    size = sum((ensemble_dir / m["file"]).stat().st_size for m in ens.manifest["members"]) / 2**20
+    return {
+        "measured_latency_ms_per_image_median": median,
+        "measured_latency_ms_per_image_p90": p90,
+        "measured_members_mib": size,
+        "within": budget.fits(median, size),
+    }
 
 
 def _describe_choices(c: Choices) -> str:

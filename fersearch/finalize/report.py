@@ -16,9 +16,10 @@ from markupsafe import Markup
 
 from ..ensemble.probs import apply_bias, combine
 from ..metrics import summarize
-from ..plots import confusion_png, per_class_png, search_png
+from ..plots import budget_png, confusion_png, per_class_png, search_png
 from ..version import code_version
 from .bootstrap import bootstrap
+from .budget import describe_limits
 from .retrain import TrainedMember
 from .select import search_history
 from .stages import Choices, TestResults
@@ -272,6 +273,10 @@ def write_report(out: Path, report: dict) -> dict[str, Path]:
     paths["png"].write_bytes(confusion_png(report["test"]["confusion_matrix"], report["class_names"]))
     paths["per_class_png"].write_bytes(per_class_png(report["test"]["per_class"]))
     figures = {"confusion": paths["png"].read_bytes(), "per_class": paths["per_class_png"].read_bytes()}
+    if report["deployment"].get("budget"):
+        paths["budget_png"] = out / "budget.png"
+        paths["budget_png"].write_bytes(budget_png(report["deployment"]["budget"]))
+        figures["budget"] = paths["budget_png"].read_bytes()
     if report.get("search", {}).get("trials"):
         paths["search_png"] = out / "search.png"
         chance = report.get("baselines", {}).get("chance_uar")
@@ -413,11 +418,31 @@ def render_markdown(r: dict) -> str:
             if d.get("onnxruntime")
             else ""
         ),
+        *_budget_md(d.get("budget")),
         "",
         f"Code version {r['code_version']}; ensemble exported to `{r['ensemble_dir']}`; see report.html.",
         "",
     ]
     return "\n".join(lines)
+
+
+def budget_sentence(b: dict) -> str:
+    """The budget, the point chosen for it on validation, and the exported ensemble measured."""
+    limits = b["budget"]
+    asked = describe_limits(limits)
+    c = next(c for c in b["candidates"] if c["chosen"])
+    verdict = "within the budget" if b["within"] else "OVER the budget"
+    return (
+        f"Deployment budget {asked} ({limits['threads']} CPU thread(s), batch 1): chosen on validation "
+        f"from {len(b['candidates'])} candidates, TTA {c['view_set']} with members {c['members']} "
+        f"(estimated {c['latency_ms']:.1f} ms, {c['size_mib']:.1f} MiB, val UAR {c['val_uar']:.4f}); the "
+        f"exported ensemble measured {b['measured_latency_ms_per_image_median']:.1f} ms per image and "
+        f"{b['measured_members_mib']:.1f} MiB of member files: {verdict}."
+    )
+
+
+def _budget_md(b: dict | None) -> list[str]:
+    return ["", budget_sentence(b), "", "![candidates under the budget](budget.png)"] if b else []
 
 
 VA_NOTE = (
@@ -681,7 +706,11 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
         images={
             "per_class": _img(figures["per_class"], "per-class precision, recall and F1"),
             "confusion": _img(figures["confusion"], "test confusion matrix, counts and normalised"),
+            "budget": _img(figures["budget"], "candidates under the deployment budget")
+            if "budget" in figures
+            else None,
         },
+        budget=budget_sentence(r["deployment"]["budget"]) if r["deployment"].get("budget") else None,
         sel={
             "method": sel["method"],
             "used": sel.get("used", "greedy").replace("_", " "),

@@ -48,7 +48,9 @@ def assess(budget: DeployBudget, model: torch.nn.Module) -> Verdict:
         device = "cpu"  # no GPU on this worker: its CPU stands in, and the cost says so
     else:
         device = budget.device
-    cost = measure(model, device=device, threads=budget.threads, batch=budget.batch, views=budget.tta_views)
+    # a model three times over the latency budget is timed once: one call settles it
+    far = 3 * budget.max_latency_ms if budget.max_latency_ms is not None else None
+    cost = measure(model, device, budget.threads, budget.batch, budget.tta_views, stop_above_ms=far)
     over, constraints = [], []
     for figure, limit, unit, what in (
         (cost.latency_ms, budget.max_latency_ms, "ms", "latency"),

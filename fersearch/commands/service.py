@@ -69,7 +69,8 @@ def create(
 
 @app.command()
 def status(study: StudyOpt, storage: StorageOpt = None) -> None:
-    """Trial counts, best validation UAR, device-hours spent and saved, time left."""
+    """Trial counts, best validation UAR, device-hours spent and saved, time left; the front of
+    a Pareto search (objectives: in its space)."""
     from ..search.status import study_status
     from ..search.study import load_study, sweep_stale_trials
 

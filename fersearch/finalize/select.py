@@ -1,5 +1,7 @@
 """Pick the K best complete trials by validation UAR (identical configs merged) and expand
-each into its ensemble members, one per retraining seed."""
+each into its ensemble members, one per retraining seed. A Pareto search (``objectives:``) is
+ranked the same way, by validation UAR, its first objective, whatever the trials' latency or
+size (its deploy: budgets bound those; `fersearch status` prints the front)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from optuna.trial import TrialState
 from ..config import TrialConfig, build_config, comparable_config
 from ..errors import FersearchError, InvalidArgument
 from ..search import attrs
+from ..search.pareto import uar_of
 from ..train.checkpoint import BEST, checkpoint_path
 from ..version import code_version
 
@@ -23,7 +26,7 @@ def search_history(study: optuna.Study) -> dict:
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if t.state not in (TrialState.COMPLETE, TrialState.PRUNED):
             continue
-        value = t.value if t.state == TrialState.COMPLETE else None
+        value = uar_of(t) if t.state == TrialState.COMPLETE else None
         if value is not None and (best is None or value > best):
             best = value
         curve = t.user_attrs.get(attrs.UAR_PER_EPOCH) or []
@@ -56,7 +59,7 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
             f"study {study.study_name!r} has no complete trials yet; run "
             f"`fersearch worker --study {study.study_name}` first"
         )
-    complete.sort(key=lambda t: (-t.value, t.number))
+    complete.sort(key=lambda t: (-uar_of(t), t.number))
     chosen, seen = [], set()
     for t in complete:
         # Two trials with the same config apart from the seed (and where or how they ran) would
@@ -100,7 +103,7 @@ def member_specs(trials: list[optuna.trial.FrozenTrial], seeds: int) -> list[Mem
         for i in range(seeds):
             seeded = config.model_copy(update={"seed": config.seed + i})
             own = trial_weights(t) if i == 0 else None
-            specs.append(MemberSpec(t.number, seeded.seed, seeded, float(t.value), own))
+            specs.append(MemberSpec(t.number, seeded.seed, seeded, uar_of(t), own))
     return specs
 
 

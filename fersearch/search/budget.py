@@ -30,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import attrs
 from .optuna_compat import frozen_at_ask
+from .pareto import uar_of
 from .study import counted_among
 
 
@@ -58,12 +59,13 @@ class TrialBudget:
     def read(self) -> Snapshot:
         trials = self.study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        pick = max if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        # by validation UAR: the value, or the first of a Pareto search's values
+        pick = max if self.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
         self.last = Snapshot(
             counted=len(counted_among(trials)),
             waiting=sum(t.state == TrialState.WAITING for t in trials),
             max_number=max((t.number for t in trials), default=-1),
-            best=pick(complete, key=lambda t: t.value) if complete else None,
+            best=pick(complete, key=uar_of) if complete else None,
             running=tuple(t for t in trials if t.state == TrialState.RUNNING),
         )
         self._fresh = False

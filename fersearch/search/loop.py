@@ -26,6 +26,7 @@ from . import attrs
 from .budget import Surplus, TrialBudget
 from .liveness import Heartbeat, StoreHealth, Timing, TrialLost, stale_trials, sweep_stale_trials
 from .optuna_compat import storage_of
+from .pareto import uar_of
 
 
 class TrialObjective(Protocol):
@@ -247,9 +248,9 @@ def _pause(seconds: float, stop, deadline: float | None) -> None:
 
 
 def _describe(t: optuna.trial.FrozenTrial, best: optuna.trial.FrozenTrial | None) -> str:
-    best_txt = "no complete trial yet" if best is None else f"best {best.value:.4f} (trial {best.number})"
+    best_txt = "no complete trial yet" if best is None else f"best {uar_of(best):.4f} (trial {best.number})"
     if t.state == TrialState.COMPLETE:
-        return f"trial {t.number:3d} [green]complete[/] val UAR {t.value:.4f}  {best_txt}"
+        return f"trial {t.number:3d} [green]complete[/] val UAR {uar_of(t):.4f}  {best_txt}"
     if t.state == TrialState.PRUNED and attrs.INFEASIBLE in t.user_attrs:
         why = t.user_attrs[attrs.INFEASIBLE]
         return (

@@ -100,7 +100,9 @@ class PrunerSpec(_Strict):
     name: Literal["hyperband", "successive_halving", "median", "none"] = "hyperband"
     min_resource: int = Field(1, ge=1)
     reduction_factor: int = Field(3, ge=2)
-    n_startup_trials: int = Field(3, ge=0)  # median only
+    # median; and in a multi-objective study, the trials that must reach a rung before any is
+    # pruned there (fersearch/search/pareto.py)
+    n_startup_trials: int = Field(3, ge=0)
     n_warmup_steps: int = Field(1, ge=0)  # median only
 
 
@@ -118,11 +120,10 @@ class DeployBudget(_Strict):
     batch: int = Field(1, ge=1, le=1024)
     tta_views: int = Field(1, ge=1, le=64)
 
-    @model_validator(mode="after")
-    def _some_budget(self) -> DeployBudget:
-        if self.max_latency_ms is None and self.max_size_mb is None:
-            raise ValueError("deploy needs max_latency_ms, max_size_mb or both")
-        return self
+
+# ``objectives:`` what a trial returns: validation UAR (maximised) first, then deployment
+# figures measured before it trains (minimised). More than one makes a Pareto search.
+Objective = Literal["uar", "latency_ms", "size_mb"]
 
 
 class SearchSpace(_Strict):
@@ -132,6 +133,32 @@ class SearchSpace(_Strict):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     deploy: DeployBudget | None = None
+    objectives: list[Objective] = Field(default_factory=lambda: ["uar"])
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> SearchSpace:
+        o = self.objectives
+        if not o or o[0] != "uar" or len(set(o)) != len(o):
+            raise ValueError(
+                f"objectives: {o}: uar comes first, each objective once (such as [uar, latency_ms])"
+            )
+        measured = [x for x in o if x != "uar"]
+        if measured and self.deploy is None:
+            raise ValueError(
+                f"objectives: {', '.join(measured)} needs the deployment cost measured: add a "
+                f"deploy: section (such as deploy: {{device: cpu, threads: 1}})"
+            )
+        d = self.deploy
+        if d is not None and d.max_latency_ms is None and d.max_size_mb is None and not measured:
+            raise ValueError(
+                "deploy needs max_latency_ms, max_size_mb or both (or objectives such as "
+                "[uar, latency_ms] that it measures)"
+            )
+        return self
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def max_epochs(self) -> int:

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from . import attrs
 from .liveness import last_sign_of_life
+from .pareto import FrontRow, front, uar_of
 from .study import StudySettings, counted_trials, settings
 
 
@@ -26,6 +27,8 @@ class StudyStatus:
     hours_left: float | None  # remaining trials x mean trial time / running workers
     running: list[int]
     silent_s: dict[int, float] = field(default_factory=dict)  # running trial -> s since its heartbeat
+    objectives: list[str] = field(default_factory=lambda: ["uar"])
+    front: list[FrontRow] = field(default_factory=list)  # a Pareto search's, best UAR first
 
     def lines(self) -> list[str]:
         c = self.counts
@@ -38,6 +41,10 @@ class StudyStatus:
             out.append(f"best validation UAR {self.best_value:.4f} (trial {self.best_trial})")
         else:
             out.append("no complete trial yet")
+        if len(self.objectives) > 1 and self.front:
+            goals = ", ".join(["UAR max", *(f"{o} min" for o in self.objectives[1:])])
+            out.append(f"Pareto front ({goals}): {len(self.front)} trial(s)")
+            out.extend(row.line() for row in self.front)
         out.append(
             f"device-hours spent {self.hours_spent:.2f}, saved by pruning {self.hours_saved_by_pruning:.2f}"
         )
@@ -72,8 +79,8 @@ def study_status(study: optuna.Study, cfg: StudySettings | None = None) -> Study
     saved = 0.0
     max_epochs = cfg.space.max_epochs
     for t in trials:
-        if t.state == TrialState.PRUNED and t.intermediate_values:
-            done = max(t.intermediate_values)  # steps are epochs completed
+        done = len(t.user_attrs.get(attrs.UAR_PER_EPOCH) or [])  # epochs completed
+        if t.state == TrialState.PRUNED and done:
             per_epoch = _seconds(t, now) / max(1, done)
             saved += per_epoch * max(0, max_epochs - done)
 
@@ -89,8 +96,8 @@ def study_status(study: optuna.Study, cfg: StudySettings | None = None) -> Study
     best_value = best_trial = None
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if complete:
-        best = max(complete, key=lambda t: t.value)
-        best_value, best_trial = float(best.value), best.number
+        best = max(complete, key=uar_of)
+        best_value, best_trial = uar_of(best), best.number
     return StudyStatus(
         study=study.study_name,
         counts=counts,
@@ -106,4 +113,6 @@ def study_status(study: optuna.Study, cfg: StudySettings | None = None) -> Study
             for t in trials
             if t.state == TrialState.RUNNING
         },
+        objectives=list(cfg.space.objectives),
+        front=front(study) if cfg.space.multi_objective and complete else [],
     )

@@ -7,6 +7,7 @@ every worker rebuilds the same sampler and pruner from them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from ..errors import StorageError, StudyNotFound
 from . import attrs
 from .deploy import sampler_options as deploy_sampler_options
 from .liveness import sweep_stale_trials as sweep
+from .pareto import directions, metric_names
 from .presets import enqueue_presets
 from .space import SearchSpace, parse_space
 from .storage import mask_url, open_storage, resolve_url
@@ -91,7 +93,9 @@ def _seeded_per_trial(cls: type) -> type:
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
     spec = space.pruner
-    if spec.name == "none":
+    if spec.name == "none" or space.multi_objective:
+        # Optuna's pruners refuse multi-objective studies: a Pareto search prunes on UAR by
+        # fersearch's own rule (fersearch/search/pareto.py), with this same spec.
         return optuna.pruners.NopPruner()
     if spec.name == "median":
         return optuna.pruners.MedianPruner(
@@ -136,13 +140,17 @@ def create_study(
         study = optuna.create_study(
             study_name=name,
             storage=storage,
-            direction="maximize",
+            directions=directions(space),  # UAR maximised; deployment figures minimised
             sampler=make_sampler(space),
             pruner=make_pruner(space),
         )
     except optuna.exceptions.DuplicatedStudyError:
         # Another process created it between our check and our create: join it.
         return load_study(name, storage_url, storage=storage)[0], False
+    if space.multi_objective:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(space))  # the dashboard's axis names
     study.set_user_attr(attrs.SPACE, space.model_dump(mode="json"))
     study.set_user_attr(attrs.DATA, data.model_dump(mode="json"))
     study.set_user_attr(attrs.BUDGET, n_trials)

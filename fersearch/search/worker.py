@@ -36,6 +36,8 @@ from .devices import choose_device
 from .finetune import bind_trial_sources
 from .liveness import Heartbeat, StoreHealth, TrialLost, timing
 from .loop import TrialLoop, WorkerSummary
+from .pareto import UarRule, objective_values
+from .pareto import short_params as _short
 from .presets import recipe_values
 from .space import resolve_config, sample_params
 from .study import StudySettings, load_study
@@ -84,10 +86,13 @@ class Objective:
         self.health = health or StoreHealth()
         self.beat: Heartbeat | None = None  # the running trial's, set by the worker loop
         self.tensorboard = tensorboard or TensorBoard(None)  # --tensorboard DIR: a run per trial
+        # a Pareto search prunes on UAR by fersearch's rule: Optuna's pruners refuse it
+        self.uar_rule = UarRule.of(cfg.space) if cfg.space.multi_objective else None
 
-    def _check_deploy(self, trial: optuna.Trial, config) -> None:
+    def _check_deploy(self, trial: optuna.Trial, config) -> dict:
         """The trial's model against the space's deployment budget (fersearch/search/deploy.py):
-        its cost goes on the trial, and a model over budget ends the trial PRUNED, untrained."""
+        its cost goes on the trial (and is returned), and a model over budget ends the trial
+        PRUNED, untrained."""
         task = self.progress.add_task(f"trial {trial.number}: deployment cost", total=None, info="")
         try:
             model = create_model(config, self.manifest.num_classes, list(self.manifest.class_names))
@@ -98,6 +103,7 @@ class Objective:
         self._db(lambda: deploy.record(trial, verdict), f"recording trial {trial.number}'s deployment cost")
         if not verdict.feasible:
             raise optuna.TrialPruned(f"infeasible: {verdict.reason}")
+        return verdict.cost.as_dict()
 
     def _db(self, call, what: str):
         try:
@@ -105,15 +111,16 @@ class Objective:
         except UpdateFinishedTrialError:
             raise TrialLost(what) from None
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         n = trial.number
         t0 = time.perf_counter()
         params, config, seed, resume_from, ckpt_dir = self._db(
             lambda: self._start(trial), f"starting trial {n}"
         )
 
+        cost = None
         if self.cfg.space.deploy is not None:  # before any data is decoded or epoch trained
-            self._check_deploy(trial, config)
+            cost = self._check_deploy(trial, config)
         size = preprocess_for(config)["image_size"]
         decode_task = self.progress.add_task(f"decode {size}px", total=None, info="")
         upd = lambda done, total: self.progress.update(decode_task, completed=done, total=total)  # noqa: E731
@@ -135,7 +142,8 @@ class Objective:
             if self.cpu is not None:
                 self.cpu.refresh()  # a worker that started since gets its share of the cores
 
-        def record(step: int) -> bool:
+        def record(step: int) -> str | None:
+            """Why the trial stops after ``step`` epochs ("" when Optuna's pruner says so), or None."""
             trial.set_user_attr(attrs.UAR_PER_EPOCH, uar_hist)
             trial.set_user_attr(attrs.WAR_PER_EPOCH, war_hist)
             trial.set_user_attr(attrs.STAGE_PER_EPOCH, stage_hist)  # the curriculum stage (1-4)
@@ -143,8 +151,12 @@ class Objective:
             # The pruner sees what the trial would deliver if stopped now: its best epoch so far
             # (the value the trial returns). One noisy epoch no longer decides a rung; on the
             # search-efficiency runs this ranks trials closer to their final value at every epoch.
-            trial.report(max(uar_hist), step)
-            return step < config.epochs and trial.should_prune()  # the last epoch completes
+            if self.uar_rule is None:
+                trial.report(max(uar_hist), step)
+                return "" if step < config.epochs and trial.should_prune() else None  # the last completes
+            # A Pareto search (Trial.report raises there): fersearch's rule on the recorded curves
+            read = lambda: self.study.get_trials(deepcopy=False)  # noqa: E731
+            return None if step >= config.epochs else self.uar_rule.prune(n, uar_hist, read)
 
         def on_epoch(rec: dict) -> None:
             step = rec["epoch"] + 1  # epochs completed: Hyperband's resource unit
@@ -159,8 +171,8 @@ class Objective:
                 description=f"trial {n} epoch {min(step + 1, config.epochs)}/{config.epochs}",
                 info=f"val UAR {rec['uar']:.3f} WAR {rec['war']:.3f}  {_short(params)}",
             )
-            if prune:
-                self._db(lambda: trial.set_user_attr(attrs.PRUNED_AT_EPOCH, step), f"pruning trial {n}")
+            if prune is not None:
+                self._db(lambda: _mark_pruned(trial, step, prune), f"pruning trial {n}")
                 raise optuna.TrialPruned(f"val UAR {rec['uar']:.4f} at epoch {step}")
 
         try:
@@ -201,7 +213,7 @@ class Objective:
         remove_training_state(ckpt_dir)  # best.json (the best weights) stays
         if resume_from is not None and in_checkpoints(self.artifacts_dir, Path(resume_from).parent):
             remove_training_state(Path(resume_from).parent)  # (elsewhere: another host's, or tampered)
-        return result.best_uar
+        return objective_values(self.cfg.space, result.best_uar, cost)
 
     def _start(self, trial: optuna.Trial):
         """Parameters, the resolved config, and the trial's attributes. Safe to run again after
@@ -254,18 +266,17 @@ class Objective:
             upload_trial_files(self.artifact_store, trial, files)
 
 
+def _mark_pruned(trial: optuna.Trial, step: int, reason: str) -> None:
+    trial.set_user_attr(attrs.PRUNED_AT_EPOCH, step)
+    if reason:  # the Pareto search's UAR rule says why
+        trial.set_user_attr(attrs.PRUNED_REASON, reason)
+
+
 def _trains_on_cpu(device: str) -> bool:
     """A worker with no GPU waits for a free core rather than time-slicing one (cpu_share)."""
     import torch
 
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-
-
-def _short(params: dict) -> str:
-    parts = []
-    for k, v in params.items():
-        parts.append(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}")
-    return " ".join(parts)
 
 
 def run_worker(

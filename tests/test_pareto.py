@@ -81,8 +81,11 @@ def test_a_pareto_search_prunes_on_uar_and_ends_with_a_front(tmp_path, tiny_data
     best = max(complete, key=lambda t: t.values[0])
     assert f"best validation UAR {best.values[0]:.4f} (trial {best.number})" in out
 
-    # finalize ranks a Pareto search's complete trials by UAR, its first objective
+    # finalize's --top K takes the front first, by UAR (its first objective), then the rest by UAR
     assert top_trials(study, 1)[0].number == best.number
+    on_front = {t.number for t in study.best_trials}
+    flags = [t.number in on_front for t in top_trials(study, 50)]
+    assert flags[0] and flags == sorted(flags, reverse=True)  # every front trial before any other
     assert search_history(study)["best_val_uar"] == best.values[0]
 
 

@@ -33,7 +33,9 @@ from ..data.views import packed_split
 from ..ensemble import export_onnx, load_ensemble, onnx_available, save_ensemble, size_on_disk, tta
 from ..ensemble.cost import torch_threads
 from ..ensemble.probs import apply_bias, combine
+from ..ensemble.runners import INT8
 from ..errors import InvalidArgument, ModelError, one_of
+from ..metrics import summarize
 from ..models import preprocess_for
 from ..progress import bar, tasks
 from ..runtime import resolve_device
@@ -44,6 +46,7 @@ from ..train.evaluate import predict_views
 from .budget import Budget, choose_under_budget, measure_members
 from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
+from .quantize import quantize_ensemble
 from .report import build_report, member_info, write_report
 from .retrain import MemberStore, Splits, TrainedMember, save_array, train_member
 from .select import MemberSpec, member_specs, top_trials
@@ -103,11 +106,20 @@ def finalize(
     onnx: bool | None = None,
     tensorboard: str | Path | None = None,
     budget: Budget | None = None,
+    quantize: str | None = None,
 ) -> dict[str, Path]:
     """onnx: also write ONNX files; None = when the optional onnx extra is installed.
     tensorboard: a folder for TensorBoard event files, one run per member trained here.
-    budget: members and TTA views chosen so the deployed ensemble meets it (finalize/budget.py)."""
+    budget: members and TTA views chosen so the deployed ensemble meets it (finalize/budget.py).
+    quantize: "int8" also writes int8 members, each kept only where validation UAR holds
+    (finalize/quantize.py); the report gives their validation and test UAR and latency."""
     _check_args(top, seeds, retrain_on, cv, tta_mode)
+    if quantize not in (None, "int8"):
+        raise InvalidArgument(f"--quantize {quantize!r}: the only quantisation is int8")
+    if quantize and (onnx is False or not onnx_available()):
+        raise InvalidArgument(
+            "--quantize int8 quantises the members' ONNX files: it needs --onnx and the onnx extra"
+        )
     if onnx and not onnx_available():  # before hours of retraining, not after
         raise ModelError(
             "--onnx needs the onnx and onnxscript packages, which are not installed: "
@@ -155,6 +167,8 @@ def finalize(
     deploy["onnx_files"] = onnx_files
     if within is not None:
         deploy["budget"] = {**within, **_budget_check(ensemble_dir, splits, latency_images, budget)}
+    if quantize and onnx_files:
+        deploy["int8"] = _int8(ensemble_dir, cfg.data, splits, test, latency_images, console)
     _save_predictions(out / "predictions.npz", members, choices, test)
     report = build_report(
         study_name,
@@ -312,6 +326,28 @@ def _within_budget(members, views, val_labels, n_cls: int, budget: Budget | None
         f"(val UAR {chosen['val_uar']:.4f}); {len(within['candidates'])} candidates"
     )
     return within
+
+
+def _int8(ensemble_dir: Path, data, splits: Splits, test: TestResults, n_images: int, console) -> dict:
+    """Int8 members where validation UAR holds (chosen on train and validation only), then the
+    int8 ensemble's test UAR beside the float one's and its latency (ONNX Runtime, 1 thread)."""
+    q = quantize_ensemble(ensemble_dir, data.root, data.format, console=console)
+    ens = load_ensemble(ensemble_dir, backend=INT8, threads=1)
+    use_context = False  # ONNX members take plain images
+    probs = ens.predict_probs(lambda s: packed_split(splits.get("test", s), use_context))
+    k = len(ens.class_names)
+    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
+    n = min(len(a) for a in by_size.values())
+    int8_ms = _latency(ens, by_size, n)[0]
+    float_ms = _latency(load_ensemble(ensemble_dir, backend="onnxruntime", threads=1), by_size, n)[0]
+    return {
+        **q,
+        "test_uar_float": float(summarize(test.labels, test.final.argmax(1), k)["uar"]),
+        "test_uar_int8": float(summarize(test.labels, probs.argmax(1), k)["uar"]),
+        "latency_ms_per_image_int8": int8_ms,
+        "latency_ms_per_image_float_onnx": float_ms,
+        "threads": 1,
+    }
 
 
 def _budget_check(ensemble_dir: Path, splits: Splits, n_images: int, budget: Budget) -> dict:

@@ -419,6 +419,7 @@ def render_markdown(r: dict) -> str:
             else ""
         ),
         *_budget_md(d.get("budget")),
+        *(["", int8_sentence(d["int8"])] if d.get("int8") else []),
         "",
         f"Code version {r['code_version']}; ensemble exported to `{r['ensemble_dir']}`; see report.html.",
         "",
@@ -438,6 +439,19 @@ def budget_sentence(b: dict) -> str:
         f"(estimated {c['latency_ms']:.1f} ms, {c['size_mib']:.1f} MiB, val UAR {c['val_uar']:.4f}); the "
         f"exported ensemble measured {b['measured_latency_ms_per_image_median']:.1f} ms per image and "
         f"{b['measured_members_mib']:.1f} MiB of member files: {verdict}."
+    )
+
+
+def int8_sentence(q: dict) -> str:
+    """finalize --quantize int8: which members went int8, and what it cost and saved."""
+    kept = sum(r["quantized"] for r in q["members"])
+    e = q["ensemble"]
+    return (
+        f"Int8 members (`--backend onnxruntime-int8`): {kept} of {len(q['members'])} quantised (a member "
+        f"is kept in float when it loses more than {q['tolerance']:g} validation UAR). Validation UAR "
+        f"{e['val_uar_fp32']:.4f} float, {e['val_uar_int8']:.4f} int8; test UAR {q['test_uar_float']:.4f} "
+        f"float, {q['test_uar_int8']:.4f} int8; {q['latency_ms_per_image_int8']:.1f} ms per image against "
+        f"{q['latency_ms_per_image_float_onnx']:.1f} ms for the float ONNX members ({q['threads']} thread)."
     )
 
 
@@ -711,6 +725,7 @@ def render_html(r: dict, figures: dict[str, bytes]) -> str:
             else None,
         },
         budget=budget_sentence(r["deployment"]["budget"]) if r["deployment"].get("budget") else None,
+        int8=int8_sentence(r["deployment"]["int8"]) if r["deployment"].get("int8") else None,
         sel={
             "method": sel["method"],
             "used": sel.get("used", "greedy").replace("_", " "),

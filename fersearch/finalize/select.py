@@ -1,7 +1,8 @@
 """Pick the K best complete trials by validation UAR (identical configs merged) and expand
-each into its ensemble members, one per retraining seed. A Pareto search (``objectives:``) is
-ranked the same way, by validation UAR, its first objective, whatever the trials' latency or
-size (its deploy: budgets bound those; `fersearch status` prints the front)."""
+each into its ensemble members, one per retraining seed. On a Pareto search (``objectives:``)
+``--top K`` picks from the front first (its trials by validation UAR, the first objective), then
+from the other complete trials by UAR; `fersearch status` prints the front, and finalize's
+--max-latency-ms / --max-size-mb bound the deployed ensemble."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
             f"study {study.study_name!r} has no complete trials yet; run "
             f"`fersearch worker --study {study.study_name}` first"
         )
-    complete.sort(key=lambda t: (-uar_of(t), t.number))
+    # a Pareto study's front first: no other trial beats them on every objective
+    front = {t.number for t in study.best_trials} if len(study.directions) > 1 else set()
+    complete.sort(key=lambda t: (t.number not in front, -uar_of(t), t.number))
     chosen, seen = [], set()
     for t in complete:
         # Two trials with the same config apart from the seed (and where or how they ran) would

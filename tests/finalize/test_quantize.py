@@ -89,3 +89,30 @@ def test_quantize_needs_the_training_data_and_says_so(ensemble, tmp_path, capsys
     assert "give --data" in capsys.readouterr().err
     assert main(["export-onnx", "--model", str(ensemble), "--quantize", "int4", "--data", "."]) == 2
     assert "the only quantisation is int8" in capsys.readouterr().err
+
+
+def test_finalize_quantize_reports_int8_validation_and_test_uar_and_latency(finalized, tmp_path):
+    from fersearch.finalize import finalize
+
+    out = tmp_path / "final"
+    shutil.copytree(finalized.out, out)
+    finalize("fin", 3, out, finalized.storage, latency_images=2, onnx=True, quantize="int8")  # members reused
+    q = json.loads((out / "report.json").read_text())["deployment"]["int8"]
+    assert 1 <= len(q["members"]) <= 3 and q["tolerance"] == 0.01  # the deployed members
+    for key in ("test_uar_float", "test_uar_int8"):
+        assert 0 <= q[key] <= 1
+    assert q["latency_ms_per_image_int8"] > 0 and q["latency_ms_per_image_float_onnx"] > 0
+    assert set(q["ensemble"]) == {"val_uar_fp32", "val_uar_int8"}
+    assert (
+        "Int8 members" in (out / "report.md").read_text()
+        and "Int8 members" in (out / "report.html").read_text()
+    )
+    load_ensemble(out / "ensemble", backend="onnxruntime-int8")
+
+
+def test_finalize_quantize_needs_onnx(finalized, tmp_path):
+    from fersearch.errors import InvalidArgument
+    from fersearch.finalize import finalize
+
+    with pytest.raises(InvalidArgument, match="needs --onnx"):
+        finalize("fin", 3, tmp_path / "x", finalized.storage, onnx=False, quantize="int8")

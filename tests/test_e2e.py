@@ -114,6 +114,11 @@ def test_search_and_finalize_embedded(tmp_path, tiny_data, tiny_space, journal_u
 def test_search_and_finalize_postgres(tmp_path, tiny_data, tiny_space, pg_url):
     _, out = _run_search_and_finalize(tmp_path, tiny_data, tiny_space, pg_url, n_trials=8)
     _check_report(out)
+    # finalize under a deployment budget on the same PostgreSQL study (the members are reused)
+    argv = ["finalize", "--study", "e2e", "--top", "2", "--out", str(out), "--storage", pg_url, "--no-onnx"]
+    assert main([*argv, "--max-latency-ms", "10000", "--max-size-mb", "100"]) == 0
+    budget = json.loads((out / "report.json").read_text())["deployment"]["budget"]
+    assert budget["within"] and budget["measured_members_mib"] <= 100
 
 
 def test_two_worker_processes_share_one_embedded_study(tmp_path, tiny_data, journal_url):

@@ -7,7 +7,8 @@ model with this before training it (``deploy:`` in the space), and finalize can 
 members.
 
 The latency is the median wall time of one predict call of ``batch`` images, each seen in
-``views`` TTA views (a view costs what an image costs), with torch limited to ``threads`` CPU
+``views`` TTA views (a count of plain views, or the views themselves: crops and flips cost
+host time too), with torch limited to ``threads`` CPU
 threads while it runs. It is measured on this host's ``device``: a worker with a GPU measuring a
 CPU budget measures its own CPU, which is a stand-in for the deployment's, not the same chip.
 """
@@ -79,7 +80,7 @@ def measure(
     device: str = "cpu",
     threads: int = 1,
     batch: int = 1,
-    views: int = 1,
+    views: int | list[View] = 1,
     repeats: int = 7,
     seed: int = 0,
     stop_above_ms: float | None = None,
@@ -92,14 +93,14 @@ def measure(
     channels = 6 if getattr(model, "fusion", None) is not None else 3  # face + context views packed
     images = np.random.default_rng(seed).integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
     runner = TorchRunner(model.to(device))
-    identity = [View("none")] * views
+    views = [View("none")] * views if isinstance(views, int) else list(views)
     with torch_threads(threads):
-        runner(images, identity)  # warm-up: allocations, oneDNN's kernel choice
+        runner(images, views)  # warm-up: allocations, oneDNN's kernel choice
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            runner(images, identity)  # returns numpy: includes the copy back from a device
+            runner(images, views)  # returns numpy: includes the copy back from a device
             times.append((time.perf_counter() - t0) * 1000)
             if stop_above_ms is not None and times[0] > stop_above_ms:
                 break
-    return Cost(statistics.median(times), size_mib(model), device, threads, batch, views)
+    return Cost(statistics.median(times), size_mib(model), device, threads, batch, len(views))

@@ -2,9 +2,9 @@
 the TTA view set are chosen so that the deployed ensemble meets it.
 
 Each trained member is measured once (fersearch/ensemble/cost.py: the torch predict path on
-``threads`` CPU threads, batch 1, at every candidate view count; the size of its exported file).
-An ensemble's cost is the sum over its distinct members (they run one after another), at the view
-set's view count. For each view set, members are added greedily, on validation UAR of their plain
+``threads`` CPU threads, batch 1, with every candidate view set's own views; the size of its
+exported file). An ensemble's cost is the sum over its distinct members (they run one after
+another) at the view set. For each view set, members are added greedily, on validation UAR of their plain
 mean (ties: lower negative log-likelihood), as long as the next one keeps the ensemble within the
 budget; every prefix is a candidate point. The best candidate on validation UAR wins (ties: the
 cheaper). Its weights are then chosen among its members by finalize's usual rule (weighting.py),
@@ -39,11 +39,11 @@ class Budget:
         )
 
 
-def measure_members(models: list, view_counts: list[int], threads: int) -> list[dict]:
-    """Per member: its file's size and its latency at each view count (batch 1)."""
+def measure_members(models: list, view_sets: list[str], threads: int) -> list[dict]:
+    """Per member: its file's size and its latency with each view set (batch 1)."""
     costs = []
     for model in models:
-        by_views = {v: measure(model, threads=threads, views=v) for v in sorted(set(view_counts))}
+        by_views = {name: measure(model, threads=threads, views=tta.view_set(name)) for name in view_sets}
         first = next(iter(by_views.values()))
         latency = {v: c.latency_ms for v, c in by_views.items()}
         costs.append({"size_mib": first.size_mib, "latency_ms": latency})
@@ -61,7 +61,7 @@ def choose_under_budget(
             continue
         idx = [view_names.index(v) for v in views]
         probs = member_views[:, idx].mean(1)  # (M, N, K)
-        candidates += _greedy(probs, labels, n_cls, costs, len(idx), budget, name)
+        candidates += _greedy(probs, labels, n_cls, costs, budget, name)
     if not candidates:
         cheapest = min(costs, key=lambda c: min(c["latency_ms"].values()))
         raise ModelError(
@@ -77,7 +77,7 @@ def choose_under_budget(
     return {"budget": _as_dict(budget), **chosen, "candidates": candidates}
 
 
-def _greedy(probs, labels, n_cls, costs, n_views: int, budget: Budget, view_set: str) -> list[dict]:
+def _greedy(probs, labels, n_cls, costs, budget: Budget, view_set: str) -> list[dict]:
     chosen: list[int] = []
     points = []
     while True:
@@ -86,7 +86,7 @@ def _greedy(probs, labels, n_cls, costs, n_views: int, budget: Budget, view_set:
             if i in chosen:
                 continue
             members = [*chosen, i]
-            latency = sum(costs[j]["latency_ms"][n_views] for j in members)
+            latency = sum(costs[j]["latency_ms"][view_set] for j in members)
             size = sum(costs[j]["size_mib"] for j in members)
             if not budget.fits(latency, size):
                 continue

@@ -308,13 +308,13 @@ def _within_budget(members, views, val_labels, n_cls: int, budget: Budget | None
     if budget is None or not budget.active:
         return None
     names = [v.name for v in views]
-    counts = [len(v) for v in tta.VIEW_SETS.values() if set(v) <= set(names)]
+    view_sets = [name for name, v in tta.VIEW_SETS.items() if set(v) <= set(names)]
     with bar(f"finalize: measuring {len(members)} members for the budget", console) as update:
         models = []
         for i, m in enumerate(members):
             models.append(m.load_model(n_cls))
             update(i + 1, len(members))
-        costs = measure_members(models, counts, budget.threads)
+        costs = measure_members(models, view_sets, budget.threads)
     member_views = np.stack([m.predictions("held_views") for m in members])
     within = choose_under_budget(member_views, names, val_labels, n_cls, costs, budget)
     within["member_costs"] = [{"member": m.id, **c} for m, c in zip(members, costs)]

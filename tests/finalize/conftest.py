@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import TINY_SPACE  # tests/conftest.py (pytest puts tests/ on sys.path)
 
 from fersearch.config import DataConfig
+from fersearch.ensemble.cost import torch_threads  # session fixtures use it too
 from fersearch.search.space import parse_space
 from fersearch.search.study import create_study
 
@@ -21,21 +21,6 @@ def one_thread():
     # Two shared cores: one intra-op thread avoids oversubscription (several times faster here).
     with torch_threads(1):
         yield
-
-
-class torch_threads:
-    """``with torch_threads(n):`` torch's intra-op threads, restored on exit (session fixtures
-    too, which the autouse fixture does not cover)."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.before)
 
 
 def make_study(storage_url: str, data_root, trials: list[dict], name: str = "fin"):

@@ -51,14 +51,14 @@ def test_over_budget_trials_end_pruned_untrained_and_the_others_complete(tmp_pat
     assert by_backbone["resnet18"] and by_backbone["test_resnet"]
     for t in by_backbone["resnet18"]:
         assert t.state == TrialState.PRUNED
-        reason = t.user_attrs[deploy.INFEASIBLE]
+        reason = t.user_attrs[attrs.INFEASIBLE]
         assert reason.startswith("size ") and "> budget 5 MiB" in reason and "1 thread(s), batch 1" in reason
         assert attrs.UAR_PER_EPOCH not in t.user_attrs  # no epoch trained
-        assert t.user_attrs[deploy.COST]["size_mib"] > 40
+        assert t.user_attrs[attrs.DEPLOY_COST]["size_mib"] > 40
         assert _constraints(t)[1] > 35  # what the sampler reads: size minus budget
     for t in by_backbone["test_resnet"]:
-        assert t.state == TrialState.COMPLETE and deploy.INFEASIBLE not in t.user_attrs
-        cost = t.user_attrs[deploy.COST]
+        assert t.state == TrialState.COMPLETE and attrs.INFEASIBLE not in t.user_attrs
+        cost = t.user_attrs[attrs.DEPLOY_COST]
         assert cost["size_mib"] < 5 and cost["latency_ms"] > 0 and cost["device"] == "cpu"
         assert len(t.user_attrs[attrs.UAR_PER_EPOCH]) == 2
         assert all(c <= 0 for c in _constraints(t))

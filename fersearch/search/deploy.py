@@ -24,7 +24,6 @@ from ..ensemble.cost import Cost, measure
 from . import attrs
 from .space import DeployBudget
 
-INFEASIBLE, COST, CONSTRAINTS = attrs.INFEASIBLE, attrs.DEPLOY_COST, attrs.CONSTRAINTS
 FIGURES = ("latency_ms", "size_mib")  # one constraint per figure, in this order
 # Optuna 5 reads constraints from the trial (Trial.set_constraint) and deprecates the samplers'
 # constraints_func; Optuna 4 has only constraints_func.
@@ -67,15 +66,15 @@ def assess(budget: DeployBudget, model: torch.nn.Module) -> Verdict:
 def record(trial: optuna.Trial, verdict: Verdict) -> None:
     """The figures on the trial, and for an infeasible one its reason (the caller then ends it
     PRUNED). Idempotent: written again whole after a dropped connection."""
-    trial.set_user_attr(COST, verdict.cost.as_dict())
-    trial.set_user_attr(CONSTRAINTS, verdict.constraints)
+    trial.set_user_attr(attrs.DEPLOY_COST, verdict.cost.as_dict())
+    trial.set_user_attr(attrs.CONSTRAINTS, verdict.constraints)
     if TRIAL_CONSTRAINTS:
         known = _constraints_set(trial)
         for figure, value in zip(FIGURES, verdict.constraints):
             if figure not in known:  # set once: a rewrite after a dropped connection is skipped
                 trial.set_constraint(figure, value)
     if not verdict.feasible:
-        trial.set_user_attr(INFEASIBLE, verdict.reason)
+        trial.set_user_attr(attrs.INFEASIBLE, verdict.reason)
 
 
 def _constraints_set(trial: optuna.Trial) -> dict:
@@ -92,4 +91,4 @@ def sampler_options() -> dict:
 def constraints_func(trial: optuna.trial.FrozenTrial) -> list[float]:
     """Optuna's constraint values for a finished trial: measured minus budget per figure. A
     trial that ended before it was measured counts as feasible (nothing is known against it)."""
-    return list(trial.user_attrs.get(CONSTRAINTS, [0.0, 0.0]))
+    return list(trial.user_attrs.get(attrs.CONSTRAINTS, [0.0, 0.0]))

@@ -95,7 +95,9 @@ class Objective:
         PRUNED, untrained."""
         task = self.progress.add_task(f"trial {trial.number}: deployment cost", total=None, info="")
         try:
-            model = create_model(config, self.manifest.num_classes, list(self.manifest.class_names))
+            # weights change neither speed nor size: no pretrained file read, no fine-tune source
+            measured = config.model_copy(update={"pretrained": False})
+            model = create_model(measured, self.manifest.num_classes, list(self.manifest.class_names))
             verdict = deploy.assess(self.cfg.space.deploy, model)
             del model
         finally:

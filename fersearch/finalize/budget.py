@@ -39,15 +39,11 @@ class Budget:
         )
 
 
-def measure_members(models: list, view_sets: list[str], threads: int) -> list[dict]:
-    """Per member: its file's size and its latency with each view set (batch 1)."""
-    costs = []
-    for model in models:
-        by_views = {name: measure(model, threads=threads, views=tta.view_set(name)) for name in view_sets}
-        first = next(iter(by_views.values()))
-        latency = {v: c.latency_ms for v, c in by_views.items()}
-        costs.append({"size_mib": first.size_mib, "latency_ms": latency})
-    return costs
+def member_cost(model, view_sets: list[str], threads: int) -> dict:
+    """One member's file size and its latency with each view set (batch 1)."""
+    by_views = {name: measure(model, threads=threads, views=tta.view_set(name)) for name in view_sets}
+    latency = {name: c.latency_ms for name, c in by_views.items()}
+    return {"size_mib": next(iter(by_views.values())).size_mib, "latency_ms": latency}
 
 
 def choose_under_budget(

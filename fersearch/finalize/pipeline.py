@@ -43,7 +43,7 @@ from ..search.finetune import bind_trial_sources
 from ..search.study import load_study
 from ..search.tracking import TensorBoard, hparams_of
 from ..train.evaluate import predict_views
-from .budget import Budget, choose_under_budget, measure_members
+from .budget import Budget, choose_under_budget, member_cost
 from .calibrate import crossfit_gain, fit_bias
 from .cv import cross_validate
 from .quantize import quantize_ensemble
@@ -309,12 +309,11 @@ def _within_budget(members, views, val_labels, n_cls: int, budget: Budget | None
         return None
     names = [v.name for v in views]
     view_sets = [name for name, v in tta.VIEW_SETS.items() if set(v) <= set(names)]
+    costs = []
     with bar(f"finalize: measuring {len(members)} members for the budget", console) as update:
-        models = []
-        for i, m in enumerate(members):
-            models.append(m.load_model(n_cls))
+        for i, m in enumerate(members):  # one model in memory at a time
+            costs.append(member_cost(m.load_model(n_cls), view_sets, budget.threads))
             update(i + 1, len(members))
-        costs = measure_members(models, view_sets, budget.threads)
     member_views = np.stack([m.predictions("held_views") for m in members])
     within = choose_under_budget(member_views, names, val_labels, n_cls, costs, budget)
     within["member_costs"] = [{"member": m.id, **c} for m, c in zip(members, costs)]
@@ -333,11 +332,9 @@ def _int8(ensemble_dir: Path, data, splits: Splits, test: TestResults, n_images:
     int8 ensemble's test UAR beside the float one's and its latency (ONNX Runtime, 1 thread)."""
     q = quantize_ensemble(ensemble_dir, data.root, data.format, console=console)
     ens = load_ensemble(ensemble_dir, backend=INT8, threads=1)
-    use_context = False  # ONNX members take plain images
-    probs = ens.predict_probs(lambda s: packed_split(splits.get("test", s), use_context))
+    probs = ens.predict_probs(lambda s: packed_split(splits.get("test", s), False))  # ONNX: plain images
     k = len(ens.class_names)
-    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
-    n = min(len(a) for a in by_size.values())
+    by_size, n = _timing_images(ens, splits, n_images)
     int8_ms = _latency(ens, by_size, n)[0]
     float_ms = _latency(load_ensemble(ensemble_dir, backend="onnxruntime", threads=1), by_size, n)[0]
     return {
@@ -353,10 +350,9 @@ def _int8(ensemble_dir: Path, data, splits: Splits, test: TestResults, n_images:
 def _budget_check(ensemble_dir: Path, splits: Splits, n_images: int, budget: Budget) -> dict:
     """The exported ensemble measured as the budget states it (torch, its threads, batch 1)."""
     ens = load_ensemble(ensemble_dir)
-    use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
-    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
+    by_size, n = _timing_images(ens, splits, n_images)
     with torch_threads(budget.threads):
-        median, p90 = _latency(ens, by_size, min(len(a) for a in by_size.values()))
+        median, p90 = _latency(ens, by_size, n)
     size = sum((ensemble_dir / m["file"]).stat().st_size for m in ens.manifest["members"]) / 2**20
     return {
         "measured_latency_ms_per_image_median": median,
@@ -502,10 +498,7 @@ def _measure_deployment(ensemble_dir: Path, splits: Splits, n_images: int, onnx:
     import torch
 
     ens = load_ensemble(ensemble_dir)
-    # timing only: with context views packed in, a member that does not fuse reads them as frames
-    use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
-    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
-    n = min(len(a) for a in by_size.values())
+    by_size, n = _timing_images(ens, splits, n_images)
     median, p90 = _latency(ens, by_size, n)
     out = {
         "latency_ms_per_image_median": median,
@@ -522,6 +515,15 @@ def _measure_deployment(ensemble_dir: Path, splits: Splits, n_images: int, onnx:
         median, p90 = _latency(load_ensemble(ensemble_dir, backend="onnxruntime"), by_size, n)
         out["onnxruntime"] = {"latency_ms_per_image_median": median, "latency_ms_per_image_p90": p90}
     return out
+
+
+def _timing_images(ens, splits: Splits, n_images: int) -> tuple[dict, int]:
+    """Up to ``n_images`` validation images at every member size, for the latency figures, and
+    how many there are at every size."""
+    # timing only: with context views packed in, a member that does not fuse reads them as frames
+    use_context = any(getattr(m, "fusion", None) is not None for m in ens.models)
+    by_size = {s: packed_split(splits.get("val", s), use_context)[:n_images] for s in ens.sizes}
+    return by_size, min(len(a) for a in by_size.values())
 
 
 def _latency(ens, by_size: dict, n: int) -> tuple[float, float]:

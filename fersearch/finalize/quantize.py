@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from ..ensemble import MANIFEST, load_ensemble
+from ..ensemble import MANIFEST, Ensemble, load_ensemble
 from ..ensemble.onnx import onnx_runners
 from ..ensemble.quantize import quantize_onnx
 from ..ensemble.runners import INT8, OrtRunner
@@ -50,16 +50,19 @@ def quantize_ensemble(
     console = console or Console(stderr=True)
     model = Path(model)
     ens = load_ensemble(model, backend="onnxruntime", threads=threads)  # needs the float ONNX files
-    manifest = json.loads((model / MANIFEST).read_text())
+    manifest = dict(ens.manifest)
     train = dataset_for(ens, data, format, "train")
     if list(train.class_names) != list(ens.class_names):
         raise DataError(
             f"int8 members are checked on the dataset the ensemble was trained on; {str(data)!r} has "
             f"classes {list(train.class_names)}, the ensemble {list(ens.class_names)}"
         )
-    calib_images, _ = decode_for(ens, train, "train", console, "quantize")
+    # only the calibration sample is decoded, not the whole training split
+    every = train.splits["train"]
+    pick = sorted(np.random.default_rng(0).permutation(len(every))[:calibration_images].tolist())
+    sample = train.derive({**train.splits, "train": [every[i] for i in pick]})
+    calib_images, calib = decode_for(ens, sample, "train", console, "quantize")
     val_images, val = decode_for(ens, dataset_for(ens, data, format, "val"), "val", console, "quantize")
-    pick = np.random.default_rng(0).permutation(len(next(iter(calib_images.values()))))[:calibration_images]
     labels, k = np.asarray(val.labels), len(ens.class_names)
 
     def uar(runner) -> float:
@@ -67,12 +70,11 @@ def quantize_ensemble(
         return float(summarize(labels, probs.argmax(1), k)["uar"])
 
     files, quantized, rows = [], [], []
-    floats = onnx_runners(model, manifest, threads)
-    with bar(f"quantize: {len(floats)} members to int8", console) as update:
-        for i, (runner, fp32_file) in enumerate(zip(floats, manifest["onnx"]["files"])):
+    with bar(f"quantize: {len(ens.runners)} members to int8", console) as update:
+        for i, (runner, fp32_file) in enumerate(zip(ens.runners, manifest["onnx"]["files"])):
             int8_file = f"member_{i}.int8.onnx"
             size = runner.preprocess["image_size"]
-            quantize_onnx(model / fp32_file, model / int8_file, calib_images[size][pick], runner.preprocess)
+            quantize_onnx(model / fp32_file, model / int8_file, calib_images[size], runner.preprocess)
             before, after = uar(runner), uar(OrtRunner(model / int8_file, runner.preprocess, threads))
             keep = before - after <= tolerance
             if not keep:
@@ -80,22 +82,23 @@ def quantize_ensemble(
             files.append(int8_file if keep else fp32_file)
             quantized.append(keep)
             rows.append({"member": i, "val_uar_fp32": before, "val_uar_int8": after, "quantized": keep})
-            update(i + 1, len(floats))
+            update(i + 1, len(ens.runners))
     manifest["onnx_int8"] = {
         "files": files,
         "sha256": [sha256_file(model / f) for f in files],
         "quantized": quantized,
         "tolerance": tolerance,
-        "calibration": f"{len(pick)} training images, per-channel int8 weights, MinMax activations",
+        "calibration": f"{len(calib.labels)} training images, per-channel int8 weights, MinMax activations",
         "members": rows,
     }
-    (model / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    int8 = load_ensemble(model, backend=INT8, threads=threads)  # the written manifest loads
+    int8 = Ensemble([], manifest, onnx_runners(model, manifest, threads, int8=True), INT8)
 
     def ensemble_uar(e) -> float:  # weights, TTA views and calibration included
         return float(summarize(labels, e.predict_probs(lambda s: val_images[s]).argmax(1), k)["uar"])
 
     summary = {"val_uar_fp32": ensemble_uar(ens), "val_uar_int8": ensemble_uar(int8)}
     manifest["onnx_int8"]["ensemble"] = summary
-    (model / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return {"members": rows, "ensemble": summary, "tolerance": tolerance, "calibration_images": len(pick)}
+    (model / MANIFEST).write_text(json.dumps(manifest, indent=2))  # once, all of it
+    load_ensemble(model, backend=INT8, threads=threads)  # the written manifest validates and loads
+    n_calib = len(calib.labels)
+    return {"members": rows, "ensemble": summary, "tolerance": tolerance, "calibration_images": n_calib}

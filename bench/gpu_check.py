@@ -1,6 +1,6 @@
 r"""The GPU check: what fersearch's training and prediction do on one GPU, in one command.
 
-    python bench/gpu_check.py --device cuda [--out DIR]      # one GPU, under 8 minutes
+    python bench/gpu_check.py --device cuda [--out DIR]   # one GPU (goal: under 8 min; never run on one yet)
     python bench/gpu_check.py --device cpu --quick           # the same code paths, tiny models
 
 For the seed architectures (convnext_tiny; efficientnet_b4 + dual attention + Bi-LSTM head;

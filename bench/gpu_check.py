@@ -1,6 +1,6 @@
 r"""The GPU check: what fersearch's training and prediction do on one GPU, in one command.
 
-    python bench/gpu_check.py --device cuda [--out DIR]   # one GPU (goal: under 8 min; never run on one yet)
+    python bench/gpu_check.py --device cuda [--out DIR]   # one GPU: about 9 min (BENCHMARKS.md)
     python bench/gpu_check.py --device cpu --quick           # the same code paths, tiny models
 
 For the seed architectures (convnext_tiny; efficientnet_b4 + dual attention + Bi-LSTM head;
@@ -121,7 +121,8 @@ class Plan:
 def plan_for(quick: bool) -> Plan:
     if quick:
         return Plan(QUICK, 3, 1, 5, QUICK[0], 160, ENSEMBLE_QUICK, 3)
-    return Plan(FULL, 40, 5, 5, FULL[0], 1600, ENSEMBLE_FULL, 20)
+    # 80 steps: at 40, per-epoch costs (validation, the best weights' copy) were 10-20% of an epoch
+    return Plan(FULL, 80, 5, 5, FULL[0], 1600, ENSEMBLE_FULL, 20)
 
 
 def base_config(arch: Arch, device: str, **extra) -> dict:
@@ -197,6 +198,8 @@ FIT_VARIANTS = {
     "fit+cpu_aug-prefetch": {"augment": "basic", "augment_on": "cpu", "prefetch": 0},
     "fit+device_aug": {"augment": "basic", "augment_on": "device"},
 }
+# prefetch off is a question the first GPU run answered (1.6-1.8x slower than on): on request only
+DEFAULT_VARIANTS = ["fit", "fit+cpu_aug+prefetch", "fit+device_aug"]
 
 
 def fit_rate(arch: Arch, device: torch.device, plan: Plan, variant: dict, sync_debug: bool = False):
@@ -242,27 +245,29 @@ def _fersearch_site() -> str:
     return "(outside fersearch)"
 
 
-def section_steps(plan: Plan, device: torch.device) -> list[dict]:
+def section_steps(plan: Plan, device: torch.device, variants: list[str]) -> list[dict]:
     rows = []
     for arch in plan.archs:
-        row = {"arch": arch.name, "size": arch.size, "batch": arch.batch}
+        row = {"arch": arch.name, "size": arch.size, "batch": arch.batch, "steps": plan.steps}
         row["model_only"] = model_only(arch, device, plan)
-        for name, variant in FIT_VARIANTS.items():
-            rate, _ = fit_rate(arch, device, plan, variant)
+        for name in variants:
+            rate, _ = fit_rate(arch, device, plan, FIT_VARIANTS[name])
             row[name] = rate
         row["fit/model_only"] = row["fit"] / row["model_only"]
         if device.type == "cuda":
             _, row["syncs"] = fit_rate(arch, device, plan, {}, sync_debug=True)
         rows.append(row)
-        print(_step_line(row), flush=True)
+        print(_step_line(row, variants), flush=True)
+        for site, n in row.get("syncs", {}).items():
+            print(f"    waits for the device {n}x at {site}", flush=True)
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rows
 
 
-def _step_line(row: dict) -> str:
-    rates = " ".join(f"{k}={row[k]:.0f}" for k in ["model_only", *FIT_VARIANTS])
+def _step_line(row: dict, variants: list[str]) -> str:
+    rates = " ".join(f"{k}={row[k]:.0f}" for k in ["model_only", *variants])
     ratio = row["fit/model_only"]
     return f"  {row['arch']} {row['size']}px b{row['batch']}: {rates} img/s; fit/model-only {ratio:.2f}"
 
@@ -438,12 +443,27 @@ def main(argv: list[str] | None = None) -> dict:
         "--out", type=Path, default=None, help="folder for gpu_check.json (default: a temp folder)"
     )
     ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--archs", nargs="+", default=None, help="only these of the plan's architectures")
+    ap.add_argument("--steps", type=int, default=None, help="steps per timed epoch (default: the plan's)")
+    ap.add_argument(
+        "--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(FIT_VARIANTS),
+        help="the fit variants of the steps section (fit always runs)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit(f"--device {args.device}: torch {torch.__version__} sees no CUDA device; use --device cpu")
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels
     plan = plan_for(args.quick)
+    if args.archs:
+        unknown = sorted(set(args.archs) - {a.name for a in plan.archs})
+        if unknown:
+            names = [a.name for a in plan.archs]
+            sys.exit(f"--archs {' '.join(unknown)}: not in the plan; choose from {names}")
+        plan.archs = [a for a in plan.archs if a.name in args.archs]
+    if args.steps:
+        plan.steps = args.steps
+    variants = ["fit", *(v for v in args.variants if v != "fit")]
     out = args.out or Path(tempfile.mkdtemp(prefix="gpu_check_"))
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"environment": environment(device), "quick": args.quick, "seconds": {}}
@@ -458,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict:
             if section in ("memory", "workers") and data is None:
                 data, space = write_dataset(work, plan), write_space(work, plan, str(device))
             if section == "steps":
-                results["steps"] = section_steps(plan, device)
+                results["steps"] = section_steps(plan, device, variants)
             elif section == "memory":
                 results["memory"] = section_memory(plan, work, data, space, device)
             elif section == "workers":

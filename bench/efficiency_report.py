@@ -98,16 +98,20 @@ def paired_test_difference(results: dict, arm: str, other: str, n_boot: int = 20
 
     from fersearch.finalize.calibrate import _uar_batch
 
-    pairs = []
+    pairs, missing = [], []
     for rep in reps_of(results):
         a, b = results["runs"].get(f"{rep}/{arm}"), results["runs"].get(f"{rep}/{other}")
         if a and b and a.get("finalize", {}).get("predictions") and b.get("finalize", {}).get("predictions"):
-            pa, pb = np.load(a["finalize"]["predictions"]), np.load(b["finalize"]["predictions"])
+            files = [Path(a["finalize"]["predictions"]), Path(b["finalize"]["predictions"])]
+            if not all(f.is_file() for f in files):  # a reference run from another machine's /tmp
+                missing += [str(f) for f in files if not f.is_file()]
+                continue
+            pa, pb = np.load(files[0]), np.load(files[1])
             if not np.array_equal(pa["test_labels"], pb["test_labels"]):
                 raise ValueError(f"{rep}: the two arms' test labels differ")
             pairs.append((pa["test_labels"], pa["test_probs"].argmax(1), pb["test_probs"].argmax(1)))
     if not pairs:
-        return {"reps": 0}
+        return {"reps": 0, "missing_predictions": missing}
     labels = pairs[0][0]
     k = int(max(labels.max(), *(p[1].max() for p in pairs), *(p[2].max() for p in pairs))) + 1
     rng = np.random.default_rng(seed)
@@ -237,6 +241,13 @@ def _goal_lines(summary: dict, arm: str) -> list[str]:
             f"repetition(s): {paired['difference']:+.4f}, 95% paired bootstrap over test images "
             f"[{paired['low']:+.4f}, {paired['high']:+.4f}]"
             + (" (excludes 0)" if excludes else " (includes 0: no difference shown)"),
+        ]
+    elif paired and paired.get("missing_predictions"):
+        lines += [
+            "",
+            f"no paired test of finalize --top 3: {len(paired['missing_predictions'])} prediction "
+            f"file(s) are not on this machine (first: {paired['missing_predictions'][0]}); rerun "
+            f"`{ref}` here for a paired figure",
         ]
     return lines
 

@@ -6,16 +6,18 @@ r"""Does the search pay? fersearch's default search against random search and th
 
 CPU defaults: 2,000 synthetic ``easy`` faces at 32 px (1,200 train / 400 val / 400 test), 30
 epochs per trial (where the tiny backbones learn: 6 epochs left every arm near chance), a budget
-of 360 epochs (12 unpruned trials) per arm, 5 repetitions of the ``default`` and ``random`` arms,
-two arms at a time in two processes of one thread each. Rerunning with the same ``--out``
-continues. The report also gives the paired bootstrap of the two arms' ``finalize --top 3`` test
-UAR, and in how many repetitions ``default`` reached ``random``'s final best within a third.
+of 360 epochs (12 unpruned trials) per arm, 5 repetitions of the ``plain`` and ``random`` arms
+on the ``scratch`` space (the tiny backbones train from scratch: the pretrained ``default`` space
+has nothing to fine-tune here), two arms at a time in two processes of one thread each. Rerunning
+with the same ``--out`` continues. The report also gives the paired bootstrap of the two arms'
+``finalize --top 3`` test UAR, and in how many repetitions ``plain`` reached ``random``'s final
+best within a third.
 
 Arms, each with the same budget in epochs, the same data and the same seeds (trial n trains
 with seed n in every arm; repetition r seeds every sampler with r):
 
-  default    the space's own sampler and pruner (TPE + Hyperband in ``default``), the seed
-             recipes enqueued as the first trials (``fersearch search --seed-recipes``)
+  default    the space's own sampler and pruner (TPE + successive halving in ``scratch``), the
+             seed recipes enqueued as the first trials (``fersearch search --seed-recipes``)
   plain      the space's own sampler and pruner, no recipes: what ``fersearch search`` does
              without flags
   random     random search, no pruning (how most people sweep)
@@ -33,7 +35,8 @@ ran). A trial starts only while its full epoch count still fits in the budget, s
 spends more than the budget.
 
 Screening a setting on one arm against an earlier run's reference (the ``random`` arm is
-deterministic on the CPU, so it need not be run again), at a shorter budget:
+deterministic on the CPU for one code version, so it need not be run again; after code changes
+it can draw other configurations from the same seeds, so rerun it), at a shorter budget:
 
     python bench/search_efficiency.py --out runs/screen --space FILE --arms default --top 0 \
         --budget 60 --reference-from /tmp/effbench/results.json --mark-epochs 40 [--only-reps 2]
@@ -279,7 +282,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="work and results directory")
     ap.add_argument("--data", type=Path, default=None, help="a dataset dir (default: synthesise one)")
-    ap.add_argument("--space", default="default", help="search space file or built-in name")
+    ap.add_argument("--space", default="scratch", help="search space file or built-in name")
     ap.add_argument("--scale", choices=("cpu", "space"), default="cpu")
     ap.add_argument("--budget", type=int, default=360, help="epochs per arm and repetition")
     ap.add_argument("--reps", type=int, default=5)
@@ -295,7 +298,7 @@ def main() -> None:
         type=Path,
         help=f"another run's results.json to take the `{REFERENCE}` arm from (this run has none)",
     )
-    ap.add_argument("--arms", nargs="+", default=["default", "random"], choices=ARMS)
+    ap.add_argument("--arms", nargs="+", default=["plain", "random"], choices=ARMS)
     ap.add_argument("--top", type=int, default=3, help="finalize --top K (0: skip finalize)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job (1: fastest on a busy CPU)")

@@ -95,3 +95,20 @@ def test_paired_test_difference_is_the_mean_over_reps_with_an_interval(tmp_path)
     same = {k: runs[k.replace("random", "default")] for k in runs}
     tie = report.paired_test_difference({"runs": same}, "default", "random", n_boot=200)
     assert tie["difference"] == 0 and tie["low"] == 0 == tie["high"]
+
+
+def test_a_reference_whose_predictions_are_gone_is_skipped_and_said(tmp_path):
+    """A reference run from another machine keeps its prediction paths; the paired test skips
+    those repetitions and the report says why instead of failing."""
+    import numpy as np
+
+    y = np.repeat(np.arange(3), 10)
+    runs = {
+        "rep0/plain": {"finalize": {"predictions": _saved_predictions(tmp_path / "p.npz", y, y)}},
+        "rep0/random": {"finalize": {"predictions": str(tmp_path / "elsewhere" / "r.npz")}},
+    }
+    paired = report.paired_test_difference({"runs": runs}, "plain", "random", n_boot=50)
+    assert paired == {"reps": 0, "missing_predictions": [str(tmp_path / "elsewhere" / "r.npz")]}
+    summary = {"reference": "random", "arms": {}, "has_reference": False, "paired_tests": {"plain": paired}}
+    lines = report._goal_lines(summary, "plain")
+    assert any("not on this machine" in line and "rerun `random`" in line for line in lines)

@@ -1,6 +1,6 @@
 r"""The GPU check: what fersearch's training and prediction do on one GPU, in one command.
 
-    python bench/gpu_check.py --device cuda [--out DIR]   # one GPU: about 9 min (BENCHMARKS.md)
+    python bench/gpu_check.py --device cuda [--out DIR]   # one GPU (not yet timed whole: BENCHMARKS.md)
     python bench/gpu_check.py --device cpu --quick           # the same code paths, tiny models
 
 For the seed architectures (convnext_tiny; efficientnet_b4 + dual attention + Bi-LSTM head;
@@ -121,7 +121,7 @@ class Plan:
 def plan_for(quick: bool) -> Plan:
     if quick:
         return Plan(QUICK, 3, 1, 5, QUICK[0], 160, ENSEMBLE_QUICK, 3)
-    # 80 steps: at 40, per-epoch costs (validation, the best weights' copy) were 10-20% of an epoch
+    # 80 steps: on the H200, convnext_tiny's fit/model-only read 0.79 at 40 steps, 0.91 at 200
     return Plan(FULL, 80, 5, 5, FULL[0], 1600, ENSEMBLE_FULL, 20)
 
 
@@ -198,7 +198,8 @@ FIT_VARIANTS = {
     "fit+cpu_aug-prefetch": {"augment": "basic", "augment_on": "cpu", "prefetch": 0},
     "fit+device_aug": {"augment": "basic", "augment_on": "device"},
 }
-# prefetch off is a question the first GPU run answered (1.6-1.8x slower than on): on request only
+# prefetch off on request only: on the H200 it was 1.6x (convnext) and 1.8x (CLIP) slower than on,
+# and equal for efficientnet_b4, whose model is the bottleneck
 DEFAULT_VARIANTS = ["fit", "fit+cpu_aug+prefetch", "fit+device_aug"]
 
 
@@ -461,7 +462,9 @@ def main(argv: list[str] | None = None) -> dict:
             names = [a.name for a in plan.archs]
             sys.exit(f"--archs {' '.join(unknown)}: not in the plan; choose from {names}")
         plan.archs = [a for a in plan.archs if a.name in args.archs]
-    if args.steps:
+    if args.steps is not None:
+        if args.steps < 1:
+            sys.exit(f"--steps {args.steps}: give a number of steps of at least 1")
         plan.steps = args.steps
     variants = ["fit", *(v for v in args.variants if v != "fit")]
     out = args.out or Path(tempfile.mkdtemp(prefix="gpu_check_"))

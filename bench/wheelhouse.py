@@ -5,7 +5,8 @@ r"""The wheelhouse the GPU check installs from: wheels of exactly what the GPU m
 That machine reaches no package registry. It has Python 3.12 with torch, torchvision, timm,
 onnxruntime, safetensors, OpenCV, typer, rich, PyYAML, matplotlib, numpy, scipy, jinja2, grpcio,
 huggingface_hub and more, but not optuna, open_clip_torch, albumentations, pydantic or
-SQLAlchemy. This fetches those and their own requirements that it also lacks, for CPython 3.12
+SQLAlchemy, and its timm is another version than the tests ran with. This fetches those (timm
+too) and their own requirements that it also lacks, for CPython 3.12
 on x86-64 Linux, at the versions installed here (the versions the tests ran with), plus a wheel
 of fersearch itself, and refuses a wheelhouse over 64 MiB (what travels with the tree). There:
 

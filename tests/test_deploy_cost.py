@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fersearch.config import build_config
-from fersearch.ensemble import save_ensemble, size_on_disk
+from fersearch.ensemble import save_ensemble, size_on_disk, tta
 from fersearch.ensemble.cost import measure, size_mib, torch_threads
 from fersearch.models import create_model
 
@@ -31,8 +31,6 @@ def test_latency_grows_with_views_and_model_size_and_threads_are_restored():
     assert one.latency_ms > 0 and (one.device, one.threads, one.batch, one.views) == ("cpu", 1, 1, 1)
     assert torch.get_num_threads() == 2  # measured on one thread, then given back
     many = measure(small, threads=1, batch=8, views=4, repeats=5)
-    from fersearch.ensemble import tta
-
     assert measure(small, views=tta.view_set("flip"), repeats=2).views == 2  # a view set's own views
     assert many.latency_ms > one.latency_ms  # 32 images' work against 1
     heavy = measure(big, threads=1, repeats=5)

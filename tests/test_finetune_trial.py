@@ -202,3 +202,23 @@ def test_a_storage_that_fails_during_the_lookup_is_a_storage_error():
         trial_checkpoint(Broken(), "src", 0)
     assert "trial:src/0" in str(err.value) and "RuntimeError" in str(err.value)
     assert "secret" not in str(err.value)
+
+
+def test_a_deployment_budget_measures_a_fine_tuned_trial_and_it_trains_from_its_source(
+    source, tmp_path, tiny_data
+):
+    """The budget is checked on the trial's model built without weights (they change neither
+    speed nor size): a trial:src/N source, which cannot be built without its weights, is not
+    read for it, and the trial then trains from that source."""
+    _, url = source
+    path = tmp_path / "ftd.yaml"
+    _space(path, {"pretrained": "trial:src/0", "freeze_backbone": True})
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "deploy": {"max_size_mb": 100, "threads": 1}}, sort_keys=False))
+    create_or_join(StudyOptions("ftd", tiny_data, str(path), url, n_trials=1))
+    assert run_worker("ftd", url, threads=1, upload_artifacts=False).finished == {"complete": 1}
+    (trial,) = _trials("ftd", url)
+    assert 0 < trial.user_attrs[attrs.DEPLOY_COST]["size_mib"] < 100
+    assert attrs.INFEASIBLE not in trial.user_attrs
+    tuned = Path(trial.user_attrs[attrs.CHECKPOINT_DIR]) / "best.json"
+    _assert_started_from(tuned, trial_checkpoint(open_storage(url), "src", 0))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+# every fit variant, the one the full check leaves out by default too (gpu_check.FIT_VARIANTS)
+VARIANTS = ["fit", "fit+cpu_aug+prefetch", "fit+cpu_aug-prefetch", "fit+device_aug"]
 
 
 @pytest.mark.slow
@@ -19,7 +21,8 @@ def test_quick_cpu_run_measures_every_section(tmp_path):
     env = {**os.environ, "FERSEARCH_LOCK_DIR": str(tmp_path / "locks")}
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out)]
+        + ["--variants", *VARIANTS],
         capture_output=True,
         text=True,
         env=env,
@@ -32,7 +35,7 @@ def test_quick_cpu_run_measures_every_section(tmp_path):
     steps = {row["arch"]: row for row in results["steps"]}
     assert len(steps) == 5 and any("ir50" in a for a in steps) and any("clip" in a for a in steps)
     for row in steps.values():
-        rates = [row[k] for k in ("model_only", "fit", "fit+cpu_aug+prefetch")]
+        rates = [row[k] for k in ("model_only", "fit", "fit+cpu_aug+prefetch", "fit+cpu_aug-prefetch")]
         assert all(r > 0 for r in rates + [row["fit+device_aug"]]), row
         assert row["fit/model_only"] == pytest.approx(row["fit"] / row["model_only"])
 

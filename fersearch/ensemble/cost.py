@@ -93,14 +93,14 @@ def measure(
     channels = 6 if getattr(model, "fusion", None) is not None else 3  # face + context views packed
     images = np.random.default_rng(seed).integers(0, 256, (batch, size, size, channels), dtype=np.uint8)
     runner = TorchRunner(model.to(device))
-    views = [View("none")] * views if isinstance(views, int) else list(views)
+    view_list = [View("none")] * views if isinstance(views, int) else list(views)
     with torch_threads(threads):
-        runner(images, views)  # warm-up: allocations, oneDNN's kernel choice
+        runner(images, view_list)  # warm-up: allocations, oneDNN's kernel choice
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            runner(images, views)  # returns numpy: includes the copy back from a device
+            runner(images, view_list)  # returns numpy: includes the copy back from a device
             times.append((time.perf_counter() - t0) * 1000)
             if stop_above_ms is not None and times[0] > stop_above_ms:
                 break
-    return Cost(statistics.median(times), size_mib(model), device, threads, batch, len(views))
+    return Cost(statistics.median(times), size_mib(model), device, threads, batch, len(view_list))

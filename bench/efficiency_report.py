@@ -11,7 +11,7 @@ import math
 import statistics
 from pathlib import Path
 
-CANDIDATES = ("default", "plain")  # the arms the goal is stated for
+CANDIDATES = ("default", "plain", "warm")  # the arms the goal is stated for
 
 
 def best_curve(run: dict, budget: int) -> list[float]:

@@ -25,6 +25,11 @@ with seed n in every arm; repetition r seeds every sampler with r):
   seeds      the seed recipes alone, each trained for the full epochs, no pruning; rerun with
              the next seeds until the budget is spent (hand-tuning). What a recipe leaves
              open in the space is drawn at random once and kept for its reruns.
+  warm       ``plain`` warm-started from an earlier study (``fersearch create
+             --warm-start-from``): its best configurations are the first trials, in place of
+             TPE's random start-up. Needs --warm-start-storage and --warm-start-study; a study
+             on other data (e.g. this script's ``plain`` arm run with another --data-seed) is a
+             transfer, one on the same data would select on this run's validation split.
 
 Everything runs through fersearch itself: ``create_study`` on an embedded journal file, the
 worker's ``Objective`` (the same trial code ``fersearch worker`` runs), ``make_sampler`` /
@@ -34,9 +39,10 @@ Epochs consumed are the epochs trials actually trained (a pruned trial counts th
 ran). A trial starts only while its full epoch count still fits in the budget, so no arm ever
 spends more than the budget.
 
-Screening a setting on one arm against an earlier run's reference (the ``random`` arm is
-deterministic on the CPU for one code version, so it need not be run again; after code changes
-it can draw other configurations from the same seeds, so rerun it), at a shorter budget:
+Screening a setting on one arm against an earlier run's reference, at a shorter budget (a
+rough screen only: the ``random`` arm draws the same configurations for one code version, but
+another machine trains them to other figures, as float differences grow over 30 epochs: one
+configuration and seed gave 0.545 and 0.466; a verdict needs both arms run side by side):
 
     python bench/search_efficiency.py --out runs/screen --space FILE --arms default --top 0 \
         --budget 60 --reference-from /tmp/effbench/results.json --mark-epochs 40 [--only-reps 2]
@@ -80,6 +86,7 @@ from fersearch.data.synthetic import DIFFICULTIES, generate
 from fersearch.finalize import finalize, pipeline
 from fersearch.search.space import SearchSpace, load_space, parse_space
 from fersearch.search.study import create_study, settings
+from fersearch.search.warm_start import DEFAULT_TOP, WarmStart, read_warm_start
 from fersearch.search.worker import Objective
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,7 +100,7 @@ from efficiency_report import (  # noqa: E402
 
 from fersearch.search import attrs
 
-ARMS = ("default", "plain", "random", "random_hb", "seeds")
+ARMS = ("default", "plain", "random", "random_hb", "seeds", "warm")
 REFERENCE = "random"  # "epochs to reach" is measured against this arm's final best
 
 # --scale cpu: what changes in the space so a 2-core CPU runs the benchmark in minutes. Every
@@ -120,7 +127,7 @@ def cpu_space(space: SearchSpace, size: int, epochs: int, warmup: int, backbones
 def arm_space(space: SearchSpace, arm: str, seed: int) -> SearchSpace:
     """The space with the arm's sampler and pruner (all else equal)."""
     raw = space.model_dump(mode="json")
-    if arm not in ("default", "plain"):
+    if arm not in ("default", "plain", "warm"):
         raw["sampler"] = {**raw["sampler"], "name": "random"}
     if arm in ("random", "seeds"):
         raw["pruner"] = {**raw["pruner"], "name": "none"}
@@ -128,11 +135,12 @@ def arm_space(space: SearchSpace, arm: str, seed: int) -> SearchSpace:
     return parse_space(raw, source=f"arm {arm}")
 
 
-def run_arm(arm, space, data_cfg, budget, workdir: Path, device: str) -> dict:
+def run_arm(arm, space, data_cfg, budget, workdir: Path, device: str, warm: WarmStart | None = None) -> dict:
     """Run one arm's search until the next trial would no longer fit in ``budget`` epochs."""
     workdir.mkdir(parents=True, exist_ok=True)
     url = f"journal:{workdir / 'study.journal'}"
-    study, created = create_study(arm, space, data_cfg, None, url, seed_recipes=arm in ("default", "seeds"))
+    recipes = arm in ("default", "seeds")
+    study, created = create_study(arm, space, data_cfg, None, url, seed_recipes=recipes, warm_start=warm)
     if not created:
         raise SystemExit(f"{workdir} already holds a study {arm!r}: remove it or use another --out")
     progress = Progress(console=Console(file=io.StringIO()), disable=True)
@@ -224,7 +232,10 @@ def run_job(job: dict) -> tuple[str, dict]:
     space = parse_space(job["space"], source=key)
     data_cfg = DataConfig.model_validate(job["data"])
     print(f"[{key}] search", flush=True)
-    run = run_arm(job["arm"], space, data_cfg, job["budget"], workdir, job["device"])
+    warm = None
+    if job["arm"] == "warm":
+        warm = read_warm_start(job["warm_study"], job["warm_storage"], job["warm_top"])
+    run = run_arm(job["arm"], space, data_cfg, job["budget"], workdir, job["device"], warm)
     if job["top"] > 0:
         run["finalize"] = run_finalize(job["arm"], run["storage"], workdir / "finalize", job["top"])
         print(f"[{key}] finalize --top {job['top']}: test UAR {run['finalize']['test_uar']:.4f}", flush=True)
@@ -236,7 +247,7 @@ def prepare_data(args) -> DataConfig:
         root = args.data
     else:
         root = args.out / "data"
-        wanted = {"n": args.n, "size": args.size, "seed": 0, "label_noise": args.label_noise}
+        wanted = {"n": args.n, "size": args.size, "seed": args.data_seed, "label_noise": args.label_noise}
         marker = root / "synthetic.json"
         meta = json.loads(marker.read_text()) if marker.is_file() else {}
         same = all(meta.get(k) == v for k, v in wanted.items())
@@ -260,7 +271,9 @@ def report(
         results = {**results, "runs": {**ref_runs, **results["runs"]}}
     summary = summarize_arms(results, arms, REFERENCE, mark)
     summary["paired_tests"] = {
-        arm: paired_test_difference(results, arm, REFERENCE) for arm in arms if arm in ("default", "plain")
+        arm: paired_test_difference(results, arm, REFERENCE)
+        for arm in arms
+        if arm in ("default", "plain", "warm")
     }
     png = plot_curves(results, arms, out / "search_efficiency.png")
     text = write_markdown(summary, results, png)
@@ -312,9 +325,16 @@ def main() -> None:
     cpu.add_argument("--n", type=int, default=2000, help="synthetic images (train + test)")
     cpu.add_argument("--difficulty", choices=list(DIFFICULTIES), default="easy")
     cpu.add_argument("--label-noise", type=float, default=0.0)
+    cpu.add_argument("--data-seed", type=int, default=0, help="the synthetic generator's seed (other data)")
+    warm = ap.add_argument_group("the warm arm")
+    warm.add_argument("--warm-start-storage", help="the store of the study to warm-start from (a URL)")
+    warm.add_argument("--warm-start-study", help="that study's name")
+    warm.add_argument("--warm-start-top", type=int, default=DEFAULT_TOP, help="its best K configurations")
     ap.add_argument("--report-only", action="store_true", help="redo the figures from --out/results.json")
     quiet.add_argument(ap)
     args = ap.parse_args()
+    if "warm" in args.arms and not (args.warm_start_storage and args.warm_start_study):
+        ap.error("the warm arm needs --warm-start-storage URL and --warm-start-study NAME")
     if args.report_only:
         results = json.loads((args.out / "results.json").read_text())
         arms = [a for a in ARMS if any(k.endswith(f"/{a}") for k in results["runs"])]
@@ -363,6 +383,9 @@ def main() -> None:
             device=args.device,
             top=args.top,
             threads=args.threads,
+            warm_storage=args.warm_start_storage,
+            warm_study=args.warm_start_study,
+            warm_top=args.warm_start_top,
         )
         for key, arm, rep in todo
     }

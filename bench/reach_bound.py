@@ -28,7 +28,11 @@ import argparse
 import json
 import math
 import random
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pruner_replay import halving_pruner, replay  # noqa: E402  (bench/pruner_replay.py)
 
 
 def random_curves(results: dict, epochs: int) -> list[list[float]]:
@@ -42,55 +46,18 @@ def random_curves(results: dict, epochs: int) -> list[list[float]]:
     ]
 
 
-def rungs_of(min_resource: int, reduction_factor: int, epochs: int) -> list[int]:
-    rungs, r = [], min_resource
-    while r < epochs:
-        rungs.append(r)
-        r *= reduction_factor
-    return rungs
-
-
-def halving(curves, epochs: int, rungs: list[int], reduction_factor: int):
-    """(epochs run, pruned) of each trial in turn under successive halving at ``rungs``, by
-    Optuna's rule: a trial continues past a rung when its best UAR so far is among the top
-    len // reduction_factor of every value seen at that rung (at least the best one)."""
-    seen: dict[int, list[float]] = {r: [] for r in rungs}
-    for curve in curves:
-        cost, pruned = epochs, False
-        for r in rungs:
-            value = max(curve[:r])
-            seen[r].append(value)
-            ranked = sorted(seen[r], reverse=True)
-            if value < ranked[max(len(ranked) // reduction_factor - 1, 0)]:
-                cost, pruned = r, True
-                break
-        yield cost, pruned
-
-
-def best_within(curves, limit: int, epochs: int, rungs: list[int], reduction_factor: int) -> float:
-    """Best value of the complete trials that finish within ``limit`` epochs."""
-    used, best = 0, float("-inf")
-    for curve, (cost, pruned) in zip(curves, halving(curves, epochs, rungs, reduction_factor)):
-        if used + cost > limit:
-            break
-        used += cost
-        if not pruned:
-            best = max(best, max(curve))
-    return best
-
-
 def chance(pool, startup: int, share: float, args, rng: random.Random) -> float:
     ranked = sorted(pool, key=max, reverse=True)
     good = ranked[: max(1, round(share * len(ranked)))]
     n_ref = args.budget // args.epochs
-    rungs = rungs_of(args.min_resource, args.reduction_factor, args.epochs)
+    prune = halving_pruner(args.min_resource, args.reduction_factor)
     hits = 0
     for _ in range(args.draws):
         ref = [rng.choice(pool) for _ in range(n_ref)]
         target = max(max(c) for c in ref)
         # more trials than the budget can hold: the loop stops at the limit
         candidate = ref[:startup] + [rng.choice(good) for _ in range(args.budget // args.min_resource)]
-        hits += best_within(candidate, args.budget // 3, args.epochs, rungs, args.reduction_factor) >= target
+        hits += replay(candidate, prune, args.epochs, args.budget // 3)[0] >= target
     return hits / args.draws
 
 

@@ -83,6 +83,7 @@ from fersearch.config import DataConfig
 from fersearch.data import load_manifest
 from fersearch.data.decode import decode_split
 from fersearch.data.synthetic import DIFFICULTIES, generate
+from fersearch.errors import FersearchError
 from fersearch.finalize import finalize, pipeline
 from fersearch.search.space import SearchSpace, load_space, parse_space
 from fersearch.search.study import create_study, settings
@@ -92,6 +93,7 @@ from fersearch.search.worker import Objective
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quiet  # noqa: E402
 from efficiency_report import (  # noqa: E402
+    CANDIDATES,
     paired_test_difference,
     plot_curves,
     summarize_arms,
@@ -232,10 +234,7 @@ def run_job(job: dict) -> tuple[str, dict]:
     space = parse_space(job["space"], source=key)
     data_cfg = DataConfig.model_validate(job["data"])
     print(f"[{key}] search", flush=True)
-    warm = None
-    if job["arm"] == "warm":
-        warm = read_warm_start(job["warm_study"], job["warm_storage"], job["warm_top"])
-    run = run_arm(job["arm"], space, data_cfg, job["budget"], workdir, job["device"], warm)
+    run = run_arm(job["arm"], space, data_cfg, job["budget"], workdir, job["device"], job["warm"])
     if job["top"] > 0:
         run["finalize"] = run_finalize(job["arm"], run["storage"], workdir / "finalize", job["top"])
         print(f"[{key}] finalize --top {job['top']}: test UAR {run['finalize']['test_uar']:.4f}", flush=True)
@@ -271,9 +270,7 @@ def report(
         results = {**results, "runs": {**ref_runs, **results["runs"]}}
     summary = summarize_arms(results, arms, REFERENCE, mark)
     summary["paired_tests"] = {
-        arm: paired_test_difference(results, arm, REFERENCE)
-        for arm in arms
-        if arm in ("default", "plain", "warm")
+        arm: paired_test_difference(results, arm, REFERENCE) for arm in arms if arm in CANDIDATES
     }
     png = plot_curves(results, arms, out / "search_efficiency.png")
     text = write_markdown(summary, results, png)
@@ -333,13 +330,19 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="redo the figures from --out/results.json")
     quiet.add_argument(ap)
     args = ap.parse_args()
-    if "warm" in args.arms and not (args.warm_start_storage and args.warm_start_study):
-        ap.error("the warm arm needs --warm-start-storage URL and --warm-start-study NAME")
     if args.report_only:
         results = json.loads((args.out / "results.json").read_text())
         arms = [a for a in ARMS if any(k.endswith(f"/{a}") for k in results["runs"])]
         print(report(results, arms, args.out, args.reference_from, args.mark_epochs))
         return
+    warm = None
+    if "warm" in args.arms:  # read once, here, so a wrong source stops the run before any training
+        if not (args.warm_start_storage and args.warm_start_study):
+            ap.error("the warm arm needs --warm-start-storage URL and --warm-start-study NAME")
+        try:
+            warm = read_warm_start(args.warm_start_study, args.warm_start_storage, args.warm_start_top)
+        except FersearchError as exc:
+            ap.error(str(exc))
 
     quiet.start(args.allow_load)
     torch.set_num_threads(args.threads)
@@ -383,9 +386,7 @@ def main() -> None:
             device=args.device,
             top=args.top,
             threads=args.threads,
-            warm_storage=args.warm_start_storage,
-            warm_study=args.warm_start_study,
-            warm_top=args.warm_start_top,
+            warm=warm if arm == "warm" else None,  # a WarmStart: pickled to the job's process
         )
         for key, arm, rep in todo
     }
